@@ -1,0 +1,20 @@
+//! Shared helpers for oxcd's benchmarks.
+//!
+//! Every benchmark compares oxcd against its anchor in the same run and prints ratios (see
+//! `shared/STYLE.md`, "Benchmarks"). This crate holds what the benchmarks share and nothing that
+//! knows about a particular engine:
+//!
+//! - [`workload`]: the benchmark's parameters (read from `OXCD_BENCH_*` variables), etcd's
+//!   revision-key encoding, deterministic values and seeded random sequences, and the read
+//!   tallies that prove every engine returned the same data;
+//! - [`timing`]: wall-clock measurement, latency percentiles and rates;
+//! - [`table`]: the plain-text result table with oxcd/anchor ratios.
+//!
+//! The benchmarks themselves live in `benches/` (run with `cargo bench -p oxcd-benches`); the
+//! `oxbench` binary will be the server load generator.
+
+#![forbid(unsafe_code)]
+
+pub mod table;
+pub mod timing;
+pub mod workload;

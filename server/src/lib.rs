@@ -1,0 +1,7 @@
+//! oxcd-server: the etcd v3 server. Issue 3 fills it (raft node, MVCC, gRPC API).
+//!
+//! Today it holds only the bucket-name registry, which later issues share with the engine's
+//! users (`oxutl` and the tests), so every bucket name is spelled in one place.
+#![forbid(unsafe_code)]
+
+pub mod schema;

@@ -1,0 +1,8 @@
+//! oxcd operator tools.
+//!
+//! The binaries in `src/bin/` are thin: they parse arguments and hand over to the modules here.
+//! `db` holds the offline data-file utilities behind `oxutl db ...`; they open data files
+//! read-only (only `compact` writes, and only to a new output file).
+#![forbid(unsafe_code)]
+
+pub mod db;
