@@ -70,8 +70,8 @@ pub struct WorkloadConfig {
     pub scan_count: u64,
     /// Keys each scan visits (fewer only when N is smaller).
     pub scan_length: u64,
-    /// How often each read workload runs; the best run is kept.
-    pub read_repeats: u32,
+    /// How often each workload runs; the best run is kept (each load on a fresh file).
+    pub repeats: u32,
     /// Seed of every random sequence.
     pub seed: u64,
 }
@@ -86,7 +86,7 @@ impl Default for WorkloadConfig {
             gets_per_read_tx: 1_000,
             scan_count: 2_000,
             scan_length: 1_000,
-            read_repeats: 2,
+            repeats: 2,
             seed: 0x6f78_6364, // "oxcd"
         }
     }
@@ -96,7 +96,7 @@ impl Default for WorkloadConfig {
 pub const ENV_KEY_COUNT: &str = "OXCD_BENCH_N";
 pub const ENV_GET_COUNT: &str = "OXCD_BENCH_GETS";
 pub const ENV_SCAN_COUNT: &str = "OXCD_BENCH_SCANS";
-pub const ENV_READ_REPEATS: &str = "OXCD_BENCH_REPEAT";
+pub const ENV_REPEATS: &str = "OXCD_BENCH_REPEAT";
 
 /// A benchmark variable that is set but unusable.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -144,9 +144,9 @@ impl WorkloadConfig {
         config.key_count = positive(ENV_KEY_COUNT, config.key_count)?;
         config.get_count = positive(ENV_GET_COUNT, config.get_count)?;
         config.scan_count = positive(ENV_SCAN_COUNT, config.scan_count)?;
-        let repeats = positive(ENV_READ_REPEATS, u64::from(config.read_repeats))?;
-        config.read_repeats = u32::try_from(repeats).map_err(|_| ConfigError {
-            variable: ENV_READ_REPEATS,
+        let repeats = positive(ENV_REPEATS, u64::from(config.repeats))?;
+        config.repeats = u32::try_from(repeats).map_err(|_| ConfigError {
+            variable: ENV_REPEATS,
             value: repeats.to_string(),
             reason: "too large",
         })?;
@@ -276,11 +276,10 @@ mod tests {
     #[test]
     fn config_reads_overrides_and_refuses_bad_values() {
         // Proves env overrides (with '_' separators) apply and zero or junk are errors.
-        let vars: HashMap<&str, &str> =
-            [(ENV_KEY_COUNT, "100_000"), (ENV_READ_REPEATS, "1")].into();
+        let vars: HashMap<&str, &str> = [(ENV_KEY_COUNT, "100_000"), (ENV_REPEATS, "1")].into();
         let config = WorkloadConfig::from_lookup(|n| vars.get(n).map(|v| v.to_string())).unwrap();
         assert_eq!(config.key_count, 100_000);
-        assert_eq!(config.read_repeats, 1);
+        assert_eq!(config.repeats, 1);
         assert_eq!(config.get_count, WorkloadConfig::default().get_count);
 
         let zero = WorkloadConfig::from_lookup(|n| (n == ENV_KEY_COUNT).then(|| "0".into()));

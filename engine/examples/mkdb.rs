@@ -4,7 +4,13 @@ use oxcd_engine::{Db, Options, TxRead};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = std::env::args().nth(1).ok_or("usage: mkdb PATH")?;
-    let db = Db::open(&path, Options { strict: true, ..Options::default() })?;
+    let db = Db::open(
+        &path,
+        Options {
+            strict: true,
+            ..Options::default()
+        },
+    )?;
     db.update(|tx| {
         let b = tx.create_bucket_if_not_exists(tx.root(), b"key")?;
         tx.set_fill_percent(b, 0.9);

@@ -25,14 +25,21 @@ impl<'a> Walk<'a> {
         let mut marks = vec![UNSEEN; meta.high_water_pgid as usize];
         marks[0] = REACHABLE;
         marks[1] = REACHABLE;
-        Walk { map, meta, marks, problems: Vec::new() }
+        Walk {
+            map,
+            meta,
+            marks,
+            problems: Vec::new(),
+        }
     }
 
     fn mark(&mut self, first: u64, count: u64) {
         for id in first..first + count {
             match self.marks.get(id as usize).copied() {
                 None => self.problems.push(format!("page {id}: out of bounds")),
-                Some(REACHABLE) => self.problems.push(format!("page {id}: multiple references")),
+                Some(REACHABLE) => self
+                    .problems
+                    .push(format!("page {id}: multiple references")),
                 Some(FREE) => self.problems.push(format!("page {id}: reachable freed")),
                 Some(_) => self.marks[id as usize] = REACHABLE,
             }
@@ -43,7 +50,10 @@ impl<'a> Walk<'a> {
     fn bucket(&mut self, pgid: u64, inline: Option<PageView<'a>>, depth: usize) {
         if let Some(page) = inline {
             if page.flags() & LEAF_PAGE == 0 {
-                self.problems.push(format!("inline bucket near offset {}: not a leaf", page.offset));
+                self.problems.push(format!(
+                    "inline bucket near offset {}: not a leaf",
+                    page.offset
+                ));
                 return;
             }
             self.tree_page(page, None, None, depth, true);
@@ -54,7 +64,8 @@ impl<'a> Walk<'a> {
 
     fn tree(&mut self, pgid: u64, lo: Option<&'a [u8]>, hi: Option<&'a [u8]>, depth: usize) {
         if depth > MAX_TREE_DEPTH {
-            self.problems.push(format!("page {pgid}: tree deeper than {MAX_TREE_DEPTH}"));
+            self.problems
+                .push(format!("page {pgid}: tree deeper than {MAX_TREE_DEPTH}"));
             return;
         }
         let page = match self.map.page(pgid, self.meta.high_water_pgid) {
@@ -86,39 +97,48 @@ impl<'a> Walk<'a> {
         }
         for w in keys.windows(2) {
             if w[0] >= w[1] {
-                self.problems.push(format!("page at offset {at}: keys out of order"));
+                self.problems
+                    .push(format!("page at offset {at}: keys out of order"));
                 return;
             }
         }
         if let (Some(lo), Some(first)) = (lo, keys.first()) {
             if *first < lo {
-                self.problems.push(format!("page at offset {at}: key below its parent's range"));
+                self.problems
+                    .push(format!("page at offset {at}: key below its parent's range"));
             }
         }
         if let (Some(hi), Some(last)) = (hi, keys.last()) {
             if *last >= hi {
-                self.problems.push(format!("page at offset {at}: key above its parent's range"));
+                self.problems
+                    .push(format!("page at offset {at}: key above its parent's range"));
             }
         }
         if !page.is_leaf() {
             for i in 0..page.count() {
-                let Ok((key, child)) = page.branch(i) else { continue };
+                let Ok((key, child)) = page.branch(i) else {
+                    continue;
+                };
                 let next = keys.get(i + 1).copied().or(hi);
                 self.tree(child, Some(key), next, depth + 1);
             }
             return;
         }
         for i in 0..page.count() {
-            let Ok((flags, _key, value)) = page.leaf(i) else { continue };
+            let Ok((flags, _key, value)) = page.leaf(i) else {
+                continue;
+            };
             if flags & BUCKET_LEAF_FLAG == 0 {
                 continue;
             }
             if inline {
-                self.problems.push(format!("inline bucket at offset {at}: holds a sub-bucket"));
+                self.problems
+                    .push(format!("inline bucket at offset {at}: holds a sub-bucket"));
                 continue;
             }
             if value.len() < BUCKET_HEADER_SIZE {
-                self.problems.push(format!("page at offset {at}: bucket value too short"));
+                self.problems
+                    .push(format!("page at offset {at}: bucket value too short"));
                 continue;
             }
             let root = get_u64(value, BUCKET_ROOT);
@@ -156,19 +176,25 @@ pub(crate) fn check_tx(tx: &ReadTx) -> Result<()> {
             Some(FREE) => walk.problems.push(format!("page {id}: already freed")),
             Some(REACHABLE) => walk.problems.push(format!("page {id}: reachable freed")),
             Some(_) => walk.marks[id as usize] = FREE,
-            None => walk.problems.push(format!("page {id}: freed beyond the high water mark")),
+            None => walk
+                .problems
+                .push(format!("page {id}: freed beyond the high water mark")),
         }
     }
     walk.bucket(meta.root_pgid, None, 0);
     for (id, mark) in walk.marks.iter().enumerate() {
         if *mark == UNSEEN {
-            walk.problems.push(format!("page {id}: unreachable unfreed"));
+            walk.problems
+                .push(format!("page {id}: unreachable unfreed"));
         }
     }
     if walk.problems.is_empty() {
         return Ok(());
     }
-    Err(Error::Check { file: tx.map.path.clone(), problems: walk.problems })
+    Err(Error::Check {
+        file: tx.map.path.clone(),
+        problems: walk.problems,
+    })
 }
 
 /// Pages in [2, high water) that no tree (nor the meta's freelist page) reaches: the
@@ -176,7 +202,9 @@ pub(crate) fn check_tx(tx: &ReadTx) -> Result<()> {
 pub(crate) fn unreachable_pages(map: &Mapping, meta: &Meta) -> Result<Vec<u64>> {
     let mut walk = Walk::new(map, meta);
     if meta.freelist_pgid != NO_FREELIST {
-        let overflow = map.page(meta.freelist_pgid, meta.high_water_pgid)?.overflow();
+        let overflow = map
+            .page(meta.freelist_pgid, meta.high_water_pgid)?
+            .overflow();
         walk.mark(meta.freelist_pgid, overflow as u64 + 1);
     }
     walk.bucket(meta.root_pgid, None, 0);
@@ -184,5 +212,7 @@ pub(crate) fn unreachable_pages(map: &Mapping, meta: &Meta) -> Result<Vec<u64>> 
         let what = crate::error::Corruption::BadPage(first.clone());
         return Err(map.corrupt(0, what));
     }
-    Ok((2..meta.high_water_pgid).filter(|&id| walk.marks[id as usize] == UNSEEN).collect())
+    Ok((2..meta.high_water_pgid)
+        .filter(|&id| walk.marks[id as usize] == UNSEEN)
+        .collect())
 }

@@ -16,10 +16,13 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::layout::*;
-use crate::node::{Node, NodeId};
+use crate::node::{Inode, Node, NodeId};
 use crate::page::Mapping;
 use crate::wtx::WriteTx;
 use crate::BucketId;
+
+/// Most buffers one pwritev takes (Linux's IOV_MAX).
+const WRITEV_MAX: usize = 1024;
 
 impl WriteTx {
     /// Writes every change and makes it durable (unless opened with no_sync).
@@ -53,7 +56,9 @@ impl WriteTx {
         self.inner.sync();
         self.install()?;
         if self.inner.opts.strict {
-            let tx = crate::Db { inner: self.inner.clone() };
+            let tx = crate::Db {
+                inner: self.inner.clone(),
+            };
             tx.check()?;
         }
         Ok(())
@@ -64,9 +69,16 @@ impl WriteTx {
         let needed = self.meta.high_water_pgid * self.inner.page_size as u64;
         let new_map = if needed > self.map.len() {
             let want = needed.max(self.inner.opts.initial_mmap_size);
-            let len = mmap_size(want, self.inner.page_size as u64)
-                .ok_or_else(|| Error::MapTooLarge { file: self.inner.path.clone() })?;
-            Some(Arc::new(Mapping::new(&self.inner.file, &self.inner.path, len, self.inner.page_size)?))
+            let len =
+                mmap_size(want, self.inner.page_size as u64).ok_or_else(|| Error::MapTooLarge {
+                    file: self.inner.path.clone(),
+                })?;
+            Some(Arc::new(Mapping::new(
+                &self.inner.file,
+                &self.inner.path,
+                len,
+                self.inner.page_size,
+            )?))
         } else {
             None
         };
@@ -140,27 +152,47 @@ impl WriteTx {
             self.file_len = new_len;
         }
         let dirty = std::mem::take(&mut self.dirty);
-        let mut run: Vec<u8> = Vec::new();
-        let mut run_start = 0u64;
-        for (id, buf) in dirty {
-            if !run.is_empty() && run_start * ps + run.len() as u64 != id * ps {
-                self.pwrite(&run, run_start * ps)?;
+        let mut run: Vec<&[u8]> = Vec::new();
+        let (mut run_start, mut run_end) = (0u64, 0u64);
+        for (&id, buf) in &dirty {
+            let at = id * ps;
+            if !run.is_empty() && (at != run_end || run.len() == WRITEV_MAX) {
+                self.pwritev(&run, run_start)?;
                 run.clear();
             }
             if run.is_empty() {
-                run_start = id;
+                run_start = at;
             }
-            run.extend_from_slice(&buf);
+            run.push(buf);
+            run_end = at + buf.len() as u64;
         }
         if !run.is_empty() {
-            self.pwrite(&run, run_start * ps)?;
+            self.pwritev(&run, run_start)?;
         }
         self.inner.sync();
         Ok(())
     }
 
-    fn pwrite(&self, buf: &[u8], offset: u64) -> Result<()> {
-        self.inner.file.write_all_at(buf, offset).map_err(|e| Error::io(&self.inner.path, e))
+    /// Writes adjacent page buffers starting at `offset` with as few syscalls as possible,
+    /// finishing any short write piece by piece.
+    fn pwritev(&self, bufs: &[&[u8]], offset: u64) -> Result<()> {
+        let io_err = |e| Error::io(&self.inner.path, e);
+        let slices: Vec<std::io::IoSlice<'_>> =
+            bufs.iter().map(|b| std::io::IoSlice::new(b)).collect();
+        let mut done = rustix::io::pwritev(&self.inner.file, &slices, offset)
+            .map_err(|e| io_err(e.into()))?;
+        let mut at = offset;
+        for buf in bufs {
+            let len = buf.len();
+            if done >= len {
+                done -= len;
+            } else {
+                self.inner.file.write_all_at(&buf[done..], at + done as u64).map_err(io_err)?;
+                done = 0;
+            }
+            at += len as u64;
+        }
+        Ok(())
     }
 
     // ---- rebalance -------------------------------------------------------------------
@@ -207,7 +239,10 @@ impl WriteTx {
             self.forget_node(b, n);
             return self.rebalance_node(b, parent);
         }
-        assert!(self.nodes[parent].inodes.len() > 1, "parent must have at least 2 children");
+        assert!(
+            self.nodes[parent].inodes.len() > 1,
+            "parent must have at least 2 children"
+        );
         let index = self.child_index(parent, n);
         if index == 0 {
             // Merge the right sibling into this node.
@@ -317,8 +352,11 @@ impl WriteTx {
                 continue;
             }
             let (path, found) = self.locate(b, &name)?;
-            assert!(found.is_some_and(|i| i.is_bucket), "spilled bucket missing from its parent");
-            let leaf = self.leaf_for_path(b, &path)?;
+            assert!(
+                found.is_some_and(|i| i.is_bucket),
+                "spilled bucket missing from its parent"
+            );
+            let leaf = self.leaf_for_path(b, path.levels())?;
             self.nodes[leaf].put(&name, &name, &value, 0, BUCKET_LEAF_FLAG);
         }
         let Some(root) = self.buckets.get_mut()[b.0 as usize].root_node else {
@@ -395,8 +433,16 @@ impl WriteTx {
             node.pgid = id;
             node.spilled = true;
             if let Some(parent) = node.parent {
-                let first = node.inodes.first().map(|i| i.key.clone()).unwrap_or_default();
-                let key = if node.key.is_empty() { first.clone() } else { node.key.clone() };
+                let first = node
+                    .inodes
+                    .first()
+                    .map(|i| i.key.clone())
+                    .unwrap_or_default();
+                let key = if node.key.is_empty() {
+                    first.clone()
+                } else {
+                    node.key.clone()
+                };
                 node.key = first.clone();
                 self.nodes[parent].put(&key, &first, &[], id, 0);
             }
@@ -412,38 +458,56 @@ impl WriteTx {
     }
 
     /// Splits node `n` into page-sized nodes (n first), creating a parent if n was a root.
+    /// The cut points follow bbolt's rule piece by piece; the inodes are moved once.
     fn split(&mut self, b: BucketId, n: NodeId) -> Vec<NodeId> {
         let ps = self.inner.page_size;
+        if !Node::needs_split(&self.nodes[n].inodes, ps) {
+            return vec![n];
+        }
         let fill = self.buckets.get_mut()[b.0 as usize]
             .fill_percent
             .clamp(MIN_FILL_PERCENT, MAX_FILL_PERCENT);
         let threshold = (ps as f64 * fill) as usize;
-        let mut parts = vec![n];
-        let mut current = n;
-        while self.nodes[current].needs_split(ps) {
-            let index = self.nodes[current].split_index(threshold);
-            let parent = match self.nodes[current].parent {
-                Some(p) => p,
-                None => {
-                    let p = self.nodes.len();
-                    self.nodes.push(Node { alive: true, children: vec![current], ..Node::default() });
-                    self.nodes[current].parent = Some(p);
-                    p
-                }
-            };
-            let tail = self.nodes[current].inodes.split_off(index);
-            let next = self.nodes.len();
-            self.nodes.push(Node {
-                is_leaf: self.nodes[current].is_leaf,
-                alive: true,
-                parent: Some(parent),
-                inodes: tail,
-                ..Node::default()
-            });
-            self.nodes[parent].children.push(next);
-            parts.push(next);
-            current = next;
+        let mut cuts = Vec::new();
+        let mut start = 0;
+        {
+            let inodes = &self.nodes[n].inodes;
+            while Node::needs_split(&inodes[start..], ps) {
+                start += Node::split_index(&inodes[start..], threshold);
+                cuts.push(start);
+            }
         }
+        let parent = match self.nodes[n].parent {
+            Some(p) => p,
+            None => {
+                let p = self.nodes.len();
+                self.nodes.push(Node { alive: true, children: vec![n], ..Node::default() });
+                self.nodes[n].parent = Some(p);
+                p
+            }
+        };
+        let is_leaf = self.nodes[n].is_leaf;
+        let mut rest = std::mem::take(&mut self.nodes[n].inodes).into_iter();
+        let mut parts = vec![n];
+        let mut taken = 0;
+        for (i, &cut) in cuts.iter().enumerate() {
+            let piece: Vec<_> = rest.by_ref().take(cut - taken).collect();
+            taken = cut;
+            if i == 0 {
+                self.nodes[n].inodes = piece;
+                continue;
+            }
+            parts.push(self.push_part(is_leaf, parent, piece));
+        }
+        let last: Vec<_> = rest.collect();
+        parts.push(self.push_part(is_leaf, parent, last));
         parts
+    }
+
+    fn push_part(&mut self, is_leaf: bool, parent: NodeId, inodes: Vec<Inode>) -> NodeId {
+        let id = self.nodes.len();
+        self.nodes.push(Node { is_leaf, alive: true, parent: Some(parent), inodes, ..Node::default() });
+        self.nodes[parent].children.push(id);
+        id
     }
 }

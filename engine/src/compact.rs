@@ -16,7 +16,10 @@ pub struct CompactOptions {
 
 impl Default for CompactOptions {
     fn default() -> Self {
-        CompactOptions { fill_percent: 0.5, tx_max_bytes: 64 << 20 }
+        CompactOptions {
+            fill_percent: 0.5,
+            tx_max_bytes: 64 << 20,
+        }
     }
 }
 

@@ -51,7 +51,11 @@ impl<'a> NodeRef<'a> {
                 (inode.flags, inode.key.as_slice(), inode.value.as_slice())
             }
         };
-        Ok(Item { key, value, is_bucket: flags & BUCKET_LEAF_FLAG != 0 })
+        Ok(Item {
+            key,
+            value,
+            is_bucket: flags & BUCKET_LEAF_FLAG != 0,
+        })
     }
 
     /// Child page id of branch element `i`.
@@ -105,14 +109,21 @@ pub struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     pub(crate) fn new(src: &'a dyn TreeSource, bucket: BucketId) -> Cursor<'a> {
-        Cursor { src, bucket, stack: Vec::with_capacity(8) }
+        Cursor {
+            src,
+            bucket,
+            stack: Vec::with_capacity(8),
+        }
     }
 
     /// Moves to the first key.
     pub fn first(&mut self) -> Result<Option<Item<'a>>> {
         self.stack.clear();
         let root = self.src.root_ref(self.bucket)?;
-        self.stack.push(Level { node: root, index: 0 });
+        self.stack.push(Level {
+            node: root,
+            index: 0,
+        });
         self.descend_first()?;
         if self.top_count() == 0 {
             return self.next();
@@ -124,7 +135,10 @@ impl<'a> Cursor<'a> {
     pub fn last(&mut self) -> Result<Option<Item<'a>>> {
         self.stack.clear();
         let root = self.src.root_ref(self.bucket)?;
-        self.stack.push(Level { node: root, index: root.count().saturating_sub(1) });
+        self.stack.push(Level {
+            node: root,
+            index: root.count().saturating_sub(1),
+        });
         self.descend_last()?;
         if self.top_count() == 0 {
             return self.prev();
@@ -135,7 +149,10 @@ impl<'a> Cursor<'a> {
     /// Moves to the first key >= `key`.
     pub fn seek(&mut self, key: &[u8]) -> Result<Option<Item<'a>>> {
         self.search(key)?;
-        let top = self.stack.last().expect("search leaves a leaf on the stack");
+        let top = self
+            .stack
+            .last()
+            .expect("search leaves a leaf on the stack");
         if top.index >= top.node.count() {
             return self.next();
         }
@@ -210,11 +227,6 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// Element indices from the root to the leaf, after `search`.
-    pub(crate) fn path(&self) -> Vec<usize> {
-        self.stack.iter().map(|l| l.index).collect()
-    }
-
     fn child(&self, node: NodeRef<'a>, index: usize) -> Result<NodeRef<'a>> {
         if self.stack.len() > MAX_TREE_DEPTH {
             return Err(too_deep(self.src.file_path()));
@@ -234,7 +246,10 @@ impl<'a> Cursor<'a> {
                 return Ok(());
             }
             let child = self.child(top.node, top.index)?;
-            self.stack.push(Level { node: child, index: 0 });
+            self.stack.push(Level {
+                node: child,
+                index: 0,
+            });
         }
     }
 
@@ -256,6 +271,67 @@ impl<'a> Cursor<'a> {
             _ => Ok(None),
         }
     }
+}
+
+/// Finds `key` in `bucket` by descending from the root, without a cursor's stack: the point
+/// lookup path, which allocates nothing.
+pub(crate) fn lookup<'a>(
+    src: &'a dyn TreeSource,
+    bucket: BucketId,
+    key: &[u8],
+) -> Result<Option<Item<'a>>> {
+    let mut node = src.root_ref(bucket)?;
+    for _ in 0..=MAX_TREE_DEPTH {
+        let (index, exact) = node.search(key)?;
+        if node.is_leaf() {
+            return if exact { Ok(Some(node.item(index)?)) } else { Ok(None) };
+        }
+        let index = if !exact && index > 0 { index - 1 } else { index };
+        node = src.child_ref(bucket, node.child(index)?)?;
+    }
+    Err(too_deep(src.file_path()))
+}
+
+/// Element indices from a bucket's root to a leaf.
+pub(crate) struct TreePath {
+    indices: [usize; MAX_TREE_DEPTH + 1],
+    len: usize,
+}
+
+impl TreePath {
+    pub(crate) fn levels(&self) -> &[usize] {
+        &self.indices[..self.len]
+    }
+
+    /// The index in the leaf.
+    pub(crate) fn leaf_index(&self) -> usize {
+        self.indices[self.len - 1]
+    }
+}
+
+/// Where `key` is, or would be inserted, in `bucket`: the path of indices (the leaf index
+/// may equal the leaf's count) and the item if the key exists. Allocates nothing.
+pub(crate) fn locate<'a>(
+    src: &'a dyn TreeSource,
+    bucket: BucketId,
+    key: &[u8],
+) -> Result<(TreePath, Option<Item<'a>>)> {
+    let mut path = TreePath { indices: [0; MAX_TREE_DEPTH + 1], len: 0 };
+    let mut node = src.root_ref(bucket)?;
+    while path.len <= MAX_TREE_DEPTH {
+        let (index, exact) = node.search(key)?;
+        if node.is_leaf() {
+            path.indices[path.len] = index;
+            path.len += 1;
+            let item = if exact { Some(node.item(index)?) } else { None };
+            return Ok((path, item));
+        }
+        let index = if !exact && index > 0 { index - 1 } else { index };
+        path.indices[path.len] = index;
+        path.len += 1;
+        node = src.child_ref(bucket, node.child(index)?)?;
+    }
+    Err(too_deep(src.file_path()))
 }
 
 /// Depth guard for tree walks over untrusted files: deeper than this is a cycle.

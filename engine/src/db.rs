@@ -98,13 +98,21 @@ impl Db {
             .truncate(false)
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
-        let locked = if opts.read_only { file.try_lock_shared() } else { file.try_lock() };
+        let locked = if opts.read_only {
+            file.try_lock_shared()
+        } else {
+            file.try_lock()
+        };
         if locked.is_err() {
             return Err(Error::Locked { file: path });
         }
         let mut file_len = file.metadata().map_err(|e| Error::io(&path, e))?.len();
         if file_len == 0 && !opts.read_only {
-            let ps = if opts.page_size == 0 { os_page_size() } else { opts.page_size };
+            let ps = if opts.page_size == 0 {
+                os_page_size()
+            } else {
+                opts.page_size
+            };
             init_file(&file, &path, ps as usize)?;
             file_len = 4 * ps as u64;
         }
@@ -126,11 +134,20 @@ impl Db {
             file,
             opts,
             page_size,
-            shared: Mutex::new(Shared { meta, map, readers: BTreeMap::new() }),
-            writer: Mutex::new(WriterSlot { freelist: Some(freelist), file_len }),
+            shared: Mutex::new(Shared {
+                meta,
+                map,
+                readers: BTreeMap::new(),
+            }),
+            writer: Mutex::new(WriterSlot {
+                freelist: Some(freelist),
+                file_len,
+            }),
             writer_free: Condvar::new(),
         };
-        Ok(Db { inner: Arc::new(inner) })
+        Ok(Db {
+            inner: Arc::new(inner),
+        })
     }
 
     /// Begins a read transaction on the latest committed state.
@@ -162,7 +179,13 @@ impl Db {
             freelist.release_below(oldest_reader);
             (shared.meta, shared.map.clone())
         };
-        Ok(WriteTx::new(self.inner.clone(), map, meta, freelist, file_len))
+        Ok(WriteTx::new(
+            self.inner.clone(),
+            map,
+            meta,
+            freelist,
+            file_len,
+        ))
     }
 
     /// Runs `f` in a read transaction.
@@ -193,7 +216,11 @@ impl Db {
         let (free, pending, file_len) = {
             let slot = self.inner.writer.lock().expect("writer lock");
             match &slot.freelist {
-                Some(f) => (f.free_count() as u64, f.pending_count() as u64, slot.file_len),
+                Some(f) => (
+                    f.free_count() as u64,
+                    f.pending_count() as u64,
+                    slot.file_len,
+                ),
                 None => {
                     let ids = tx.free_page_ids()?.len() as u64;
                     (ids, 0, slot.file_len)
@@ -202,7 +229,11 @@ impl Db {
         };
         let ps = meta.page_size as u64;
         let file_len = if self.inner.opts.read_only {
-            self.inner.file.metadata().map_err(|e| Error::io(&self.inner.path, e))?.len()
+            self.inner
+                .file
+                .metadata()
+                .map_err(|e| Error::io(&self.inner.path, e))?
+                .len()
         } else {
             file_len
         };
@@ -262,7 +293,10 @@ impl Inner {
             return;
         }
         if let Err(e) = self.file.sync_data() {
-            panic!("fdatasync of {} failed: {e}; refusing to continue", self.path.display());
+            panic!(
+                "fdatasync of {} failed: {e}; refusing to continue",
+                self.path.display()
+            );
         }
     }
 }
@@ -299,7 +333,11 @@ fn init_file(file: &File, path: &Path, page_size: usize) -> Result<()> {
 
 /// Reads both meta pages with pread and picks the valid one with the higher txid.
 fn choose_meta(file: &File, path: &Path, file_len: u64, opts: &Options) -> Result<Meta> {
-    let corrupt = |offset, what| Error::Corrupted { file: path.to_path_buf(), offset, what };
+    let corrupt = |offset, what| Error::Corrupted {
+        file: path.to_path_buf(),
+        offset,
+        what,
+    };
     let min_len = (PAGE_HEADER_SIZE + META_SIZE) as u64;
     if file_len < min_len {
         return Err(corrupt(0, Corruption::Truncated { len: file_len }));
@@ -309,7 +347,8 @@ fn choose_meta(file: &File, path: &Path, file_len: u64, opts: &Options) -> Resul
             return Ok(None);
         }
         let mut buf = [0u8; PAGE_HEADER_SIZE + META_SIZE];
-        file.read_exact_at(&mut buf, offset).map_err(|e| Error::io(path, e))?;
+        file.read_exact_at(&mut buf, offset)
+            .map_err(|e| Error::io(path, e))?;
         Ok(Some(Meta::decode(&buf[PAGE_HEADER_SIZE..])))
     };
     let validate = |m: &Meta| m.validate().and_then(|_| m.validate_against_file(file_len));

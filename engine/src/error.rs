@@ -9,9 +9,16 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{}: {source}", file.display())]
-    Io { file: PathBuf, source: std::io::Error },
+    Io {
+        file: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{}: corrupt at offset {offset}: {what}", file.display())]
-    Corrupted { file: PathBuf, offset: u64, what: Corruption },
+    Corrupted {
+        file: PathBuf,
+        offset: u64,
+        what: Corruption,
+    },
     #[error("{}: database is locked by another process", file.display())]
     Locked { file: PathBuf },
     #[error("database is in read-only mode")]
@@ -31,7 +38,10 @@ pub enum Error {
     #[error("incompatible value")]
     IncompatibleValue,
     #[error("{}: consistency check failed: {}", file.display(), problems.join("; "))]
-    Check { file: PathBuf, problems: Vec<String> },
+    Check {
+        file: PathBuf,
+        problems: Vec<String>,
+    },
     #[error("{}: database would exceed the largest mappable size", file.display())]
     MapTooLarge { file: PathBuf },
 }
@@ -60,6 +70,9 @@ pub enum Corruption {
 
 impl Error {
     pub(crate) fn io(file: &std::path::Path, source: std::io::Error) -> Error {
-        Error::Io { file: file.to_path_buf(), source }
+        Error::Io {
+            file: file.to_path_buf(),
+            source,
+        }
     }
 }

@@ -21,7 +21,10 @@ impl Freelist {
     pub(crate) fn from_ids(mut ids: Vec<u64>) -> Freelist {
         ids.sort_unstable();
         ids.dedup();
-        Freelist { free: ids, pending: BTreeMap::new() }
+        Freelist {
+            free: ids,
+            pending: BTreeMap::new(),
+        }
     }
 
     pub(crate) fn free_count(&self) -> usize {
@@ -138,13 +141,17 @@ pub(crate) fn read_page(page: &[u8], high_water: u64) -> Result<Vec<u64>, String
     }
     let room = ((page.len() - at) / 8) as u64;
     if count > room {
-        return Err(format!("freelist claims {count} ids, the page holds {room}"));
+        return Err(format!(
+            "freelist claims {count} ids, the page holds {room}"
+        ));
     }
     let mut ids = Vec::with_capacity(count as usize);
     for _ in 0..count {
         let id = get_u64(page, at);
         if id < 2 || id >= high_water {
-            return Err(format!("freelist names page {id}, outside [2, {high_water})"));
+            return Err(format!(
+                "freelist names page {id}, outside [2, {high_water})"
+            ));
         }
         ids.push(id);
         at += 8;

@@ -95,6 +95,21 @@ pub fn put_u64(b: &mut [u8], at: usize, v: u64) {
     b[at..at + 8].copy_from_slice(&v.to_le_bytes());
 }
 
+/// Byte-wise key order (what bbolt's bytes.Compare gives), with a fast path comparing the
+/// first eight bytes as one big-endian integer: etcd's revision keys differ there.
+#[inline]
+pub fn cmp_keys(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    if a.len() >= 8 && b.len() >= 8 {
+        let x = u64::from_be_bytes(a[..8].try_into().expect("8 bytes"));
+        let y = u64::from_be_bytes(b[..8].try_into().expect("8 bytes"));
+        if x != y {
+            return x.cmp(&y);
+        }
+        return a[8..].cmp(&b[8..]);
+    }
+    a.cmp(b)
+}
+
 /// bbolt's mmap sizing: double from 32 KiB up to 1 GiB, then grow in 1 GiB steps, always a
 /// multiple of the page size. Returns None above the largest mappable size.
 pub fn mmap_size(size: u64, page_size: u64) -> Option<u64> {

@@ -88,7 +88,10 @@ impl Meta {
         }
         let computed = self.compute_checksum();
         if computed != self.checksum {
-            return Err(Corruption::BadChecksum { stored: self.checksum, computed });
+            return Err(Corruption::BadChecksum {
+                stored: self.checksum,
+                computed,
+            });
         }
         Ok(())
     }
@@ -103,14 +106,23 @@ impl Meta {
         let hw = self.high_water_pgid;
         let needed = hw.saturating_mul(ps as u64);
         if hw < 2 || needed > file_len {
-            return Err(Corruption::ShortFile { len: file_len, needed });
+            return Err(Corruption::ShortFile {
+                len: file_len,
+                needed,
+            });
         }
         if self.root_pgid < 2 || self.root_pgid >= hw {
-            return Err(Corruption::PageOutOfRange { pgid: self.root_pgid, high_water: hw });
+            return Err(Corruption::PageOutOfRange {
+                pgid: self.root_pgid,
+                high_water: hw,
+            });
         }
         let fl = self.freelist_pgid;
         if fl != NO_FREELIST && (fl < 2 || fl >= hw) {
-            return Err(Corruption::PageOutOfRange { pgid: fl, high_water: hw });
+            return Err(Corruption::PageOutOfRange {
+                pgid: fl,
+                high_water: hw,
+            });
         }
         Ok(())
     }
@@ -143,7 +155,13 @@ mod tests {
         assert_eq!(get_u64(&page, PAGE_ID), 1, "txid 1 goes to page 1");
         let back = Meta::decode(&page[PAGE_HEADER_SIZE..PAGE_HEADER_SIZE + META_SIZE]);
         assert_eq!(back.validate(), Ok(()));
-        assert_eq!(Meta { checksum: back.checksum, ..m }, back);
+        assert_eq!(
+            Meta {
+                checksum: back.checksum,
+                ..m
+            },
+            back
+        );
         assert_eq!(back.validate_against_file(4 * 4096), Ok(()));
         assert!(back.validate_against_file(3 * 4096).is_err());
     }

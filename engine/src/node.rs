@@ -49,10 +49,20 @@ impl Node {
         for i in 0..count {
             if is_leaf {
                 let (flags, key, value) = page.leaf(i)?;
-                inodes.push(Inode { flags, key: key.to_vec(), value: value.to_vec(), pgid: 0 });
+                inodes.push(Inode {
+                    flags,
+                    key: key.to_vec(),
+                    value: value.to_vec(),
+                    pgid: 0,
+                });
             } else {
                 let (key, child) = page.branch(i)?;
-                inodes.push(Inode { flags: 0, key: key.to_vec(), value: Vec::new(), pgid: child });
+                inodes.push(Inode {
+                    flags: 0,
+                    key: key.to_vec(),
+                    value: Vec::new(),
+                    pgid: child,
+                });
             }
         }
         let key = inodes.first().map(|i| i.key.clone()).unwrap_or_default();
@@ -85,10 +95,10 @@ impl Node {
         PAGE_HEADER_SIZE + self.inodes.iter().map(Self::element_size).sum::<usize>()
     }
 
-    /// Whether the node fits in fewer than `limit` bytes (stops counting early).
-    pub(crate) fn size_less_than(&self, limit: usize) -> bool {
+    /// Whether `inodes` fit in fewer than `limit` bytes as a page (stops counting early).
+    pub(crate) fn size_less_than(inodes: &[Inode], limit: usize) -> bool {
         let mut sz = PAGE_HEADER_SIZE;
-        for inode in &self.inodes {
+        for inode in inodes {
             sz += Self::element_size(inode);
             if sz >= limit {
                 return false;
@@ -99,17 +109,47 @@ impl Node {
 
     /// Index of the first inode whose key is >= `key`, and whether it matches exactly.
     pub(crate) fn search(&self, key: &[u8]) -> (usize, bool) {
-        match self.inodes.binary_search_by(|i| i.key.as_slice().cmp(key)) {
+        // Appends (etcd's revision keys) land past the last key: check it first.
+        if let Some(last) = self.inodes.last() {
+            if cmp_keys(&last.key, key) == std::cmp::Ordering::Less {
+                return (self.inodes.len(), false);
+            }
+        }
+        match self.inodes.binary_search_by(|i| cmp_keys(&i.key, key)) {
             Ok(i) => (i, true),
             Err(i) => (i, false),
         }
     }
 
     /// Inserts or replaces the inode keyed `old_key` (bbolt's node.put).
-    pub(crate) fn put(&mut self, old_key: &[u8], new_key: &[u8], value: &[u8], pgid: u64, flags: u32) {
+    pub(crate) fn put(
+        &mut self,
+        old_key: &[u8],
+        new_key: &[u8],
+        value: &[u8],
+        pgid: u64,
+        flags: u32,
+    ) {
         assert!(!old_key.is_empty() && !new_key.is_empty(), "put: empty key");
         let (index, exact) = self.search(old_key);
-        let inode = Inode { flags, key: new_key.to_vec(), value: value.to_vec(), pgid };
+        let inode = Inode {
+            flags,
+            key: new_key.to_vec(),
+            value: value.to_vec(),
+            pgid,
+        };
+        if exact {
+            self.inodes[index] = inode;
+        } else {
+            self.inodes.insert(index, inode);
+        }
+    }
+
+    /// Inserts (or, if `exact`, replaces) a leaf inode at `index`, which a search of this
+    /// node for `key` returned.
+    pub(crate) fn put_at(&mut self, index: usize, exact: bool, key: &[u8], value: &[u8], flags: u32) {
+        debug_assert_eq!(self.search(key), (index, exact));
+        let inode = Inode { flags, key: key.to_vec(), value: value.to_vec(), pgid: 0 };
         if exact {
             self.inodes[index] = inode;
         } else {
@@ -127,13 +167,13 @@ impl Node {
 
     /// bbolt's split point: fill the first page up to `threshold` bytes, keeping at least
     /// MIN_KEYS_PER_PAGE inodes on each side.
-    pub(crate) fn split_index(&self, threshold: usize) -> usize {
+    pub(crate) fn split_index(inodes: &[Inode], threshold: usize) -> usize {
         let mut sz = PAGE_HEADER_SIZE;
         let mut index = 0;
-        let limit = self.inodes.len().saturating_sub(MIN_KEYS_PER_PAGE);
-        for i in 0..limit {
+        let limit = inodes.len().saturating_sub(MIN_KEYS_PER_PAGE);
+        for (i, inode) in inodes.iter().enumerate().take(limit) {
             index = i;
-            let elsize = Self::element_size(&self.inodes[i]);
+            let elsize = Self::element_size(inode);
             if i >= MIN_KEYS_PER_PAGE && sz + elsize > threshold {
                 break;
             }
@@ -143,8 +183,8 @@ impl Node {
     }
 
     /// Whether a split is warranted at all (bbolt's splitTwo guard).
-    pub(crate) fn needs_split(&self, page_size: usize) -> bool {
-        self.inodes.len() > MIN_KEYS_PER_PAGE * 2 && !self.size_less_than(page_size)
+    pub(crate) fn needs_split(inodes: &[Inode], page_size: usize) -> bool {
+        inodes.len() > MIN_KEYS_PER_PAGE * 2 && !Self::size_less_than(inodes, page_size)
     }
 
     /// Writes the node into `page` (zeroed, sized by the caller; id and overflow set by the
@@ -152,7 +192,10 @@ impl Node {
     pub(crate) fn write(&self, page: &mut [u8]) {
         let flags = if self.is_leaf { LEAF_PAGE } else { BRANCH_PAGE };
         put_u16(page, PAGE_FLAGS, flags);
-        assert!(self.inodes.len() < 0xFFFF, "node has too many elements for a page");
+        assert!(
+            self.inodes.len() < 0xFFFF,
+            "node has too many elements for a page"
+        );
         put_u16(page, PAGE_COUNT, self.inodes.len() as u16);
         let mut data_at = PAGE_HEADER_SIZE + self.inodes.len() * LEAF_ELEMENT_SIZE;
         for (i, inode) in self.inodes.iter().enumerate() {
@@ -182,7 +225,11 @@ mod tests {
     use std::path::Path;
 
     fn leaf(keys: &[&[u8]], vlen: usize) -> Node {
-        let mut n = Node { is_leaf: true, alive: true, ..Node::default() };
+        let mut n = Node {
+            is_leaf: true,
+            alive: true,
+            ..Node::default()
+        };
         for k in keys {
             n.put(k, k, &vec![7u8; vlen], 0, 0);
         }
@@ -212,10 +259,10 @@ mod tests {
         let refs: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
         let n = leaf(&refs, 100);
         // element = 16 + 4 + 100 = 120 bytes; half a 4 KiB page holds (2048-16)/120 = 16.
-        assert_eq!(n.split_index(2048), 16);
+        assert_eq!(Node::split_index(&n.inodes, 2048), 16);
         // 90% fill: (3686-16)/120 = 30.
-        assert_eq!(n.split_index((4096.0 * 0.9) as usize), 30);
+        assert_eq!(Node::split_index(&n.inodes, (4096.0 * 0.9) as usize), 30);
         let small = leaf(&refs[..3], 3000);
-        assert!(!small.needs_split(4096));
+        assert!(!Node::needs_split(&small.inodes, 4096));
     }
 }

@@ -39,7 +39,11 @@ impl Mapping {
                 .map_err(|e| Error::io(path, e))?;
             Some(map)
         };
-        Ok(Mapping { map, path: path.to_path_buf(), page_size })
+        Ok(Mapping {
+            map,
+            path: path.to_path_buf(),
+            page_size,
+        })
     }
 
     pub(crate) fn len(&self) -> u64 {
@@ -69,13 +73,22 @@ impl Mapping {
         if id >= high_water {
             return Err(self.corrupt(
                 0,
-                Corruption::PageOutOfRange { pgid: id, high_water },
+                Corruption::PageOutOfRange {
+                    pgid: id,
+                    high_water,
+                },
             ));
         }
         let offset = id * ps;
         let bytes = self.bytes();
         if offset + ps > bytes.len() as u64 {
-            return Err(self.corrupt(offset, Corruption::PageOutOfRange { pgid: id, high_water }));
+            return Err(self.corrupt(
+                offset,
+                Corruption::PageOutOfRange {
+                    pgid: id,
+                    high_water,
+                },
+            ));
         }
         let start = offset as usize;
         let overflow = get_u32(bytes, start + PAGE_OVERFLOW) as u64;
@@ -91,7 +104,11 @@ impl Mapping {
     }
 
     pub(crate) fn corrupt(&self, offset: u64, what: Corruption) -> Error {
-        Error::Corrupted { file: self.path.clone(), offset, what }
+        Error::Corrupted {
+            file: self.path.clone(),
+            offset,
+            what,
+        }
     }
 }
 
@@ -107,7 +124,11 @@ pub(crate) struct PageView<'a> {
 
 impl<'a> PageView<'a> {
     pub(crate) fn new(bytes: &'a [u8], offset: u64, path: &'a Path) -> Result<PageView<'a>> {
-        let view = PageView { bytes, offset, path };
+        let view = PageView {
+            bytes,
+            offset,
+            path,
+        };
         if bytes.len() < PAGE_HEADER_SIZE {
             return Err(view.bad("page shorter than its header"));
         }
@@ -149,7 +170,9 @@ impl<'a> PageView<'a> {
     pub(crate) fn expect_tree_page(&self, id: u64) -> Result<()> {
         let flags = self.flags();
         if flags & (BRANCH_PAGE | LEAF_PAGE) == 0 {
-            return Err(self.bad(&format!("page {id}: expected branch or leaf, flags 0x{flags:02x}")));
+            return Err(self.bad(&format!(
+                "page {id}: expected branch or leaf, flags 0x{flags:02x}"
+            )));
         }
         if self.id() != id {
             return Err(self.bad(&format!("page {id}: header says page {}", self.id())));
@@ -162,7 +185,9 @@ impl<'a> PageView<'a> {
         let end = start.and_then(|s| s.checked_add(len));
         match (start, end) {
             (Some(s), Some(e)) if e <= self.bytes.len() => Ok(&self.bytes[s..e]),
-            _ => Err(self.bad(&format!("element at byte {elem_at} points outside the page"))),
+            _ => Err(self.bad(&format!(
+                "element at byte {elem_at} points outside the page"
+            ))),
         }
     }
 
@@ -204,7 +229,7 @@ impl<'a> PageView<'a> {
         let (mut lo, mut hi) = (0usize, self.count());
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            match self.key(mid)?.cmp(key) {
+            match cmp_keys(self.key(mid)?, key) {
                 std::cmp::Ordering::Less => lo = mid + 1,
                 std::cmp::Ordering::Equal => return Ok((mid, true)),
                 std::cmp::Ordering::Greater => hi = mid,

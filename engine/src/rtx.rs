@@ -35,8 +35,17 @@ pub struct ReadTx {
 
 impl ReadTx {
     pub(crate) fn new(inner: Arc<Inner>, map: Arc<Mapping>, meta: Meta) -> ReadTx {
-        let root = RBucket { root_pgid: meta.root_pgid, sequence: meta.sequence, inline: None };
-        ReadTx { inner, map, meta, buckets: Mutex::new(vec![root]) }
+        let root = RBucket {
+            root_pgid: meta.root_pgid,
+            sequence: meta.sequence,
+            inline: None,
+        };
+        ReadTx {
+            inner,
+            map,
+            meta,
+            buckets: Mutex::new(vec![root]),
+        }
     }
 
     /// The transaction id of the state this snapshot reads.
@@ -109,9 +118,13 @@ impl ReadTx {
         let start = first * ps;
         let end = (first + pages) * ps;
         if end > self.map.len() {
-            return Err(self
-                .map
-                .corrupt(start, Corruption::PageOutOfRange { pgid: first + pages, high_water: 0 }));
+            return Err(self.map.corrupt(
+                start,
+                Corruption::PageOutOfRange {
+                    pgid: first + pages,
+                    high_water: 0,
+                },
+            ));
         }
         Ok(self.map.range(start as usize, end as usize))
     }
@@ -138,7 +151,11 @@ impl TreeSource for ReadTx {
         match b.inline {
             Some((off, len, file_off)) => {
                 let bytes = self.map.range(off, off + len);
-                Ok(NodeRef::Page(PageView::new(bytes, file_off, &self.map.path)?))
+                Ok(NodeRef::Page(PageView::new(
+                    bytes,
+                    file_off,
+                    &self.map.path,
+                )?))
             }
             None => self.child_ref(bucket, b.root_pgid),
         }
@@ -169,40 +186,52 @@ impl TxRead for ReadTx {
     }
 
     fn bucket(&self, parent: BucketId, name: &[u8]) -> Result<Option<BucketId>> {
-        let mut cursor = Cursor::new(self, parent);
-        let item = match cursor.search(name)? {
+        let item = match crate::cursor::lookup(self, parent, name)? {
             Some(item) if item.is_bucket => item,
             _ => return Ok(None),
         };
         let v = item.value;
         if v.len() < BUCKET_HEADER_SIZE {
-            return Err(self.map.corrupt(0, Corruption::BadPage("bucket value too short".into())));
+            return Err(self
+                .map
+                .corrupt(0, Corruption::BadPage("bucket value too short".into())));
         }
         let root_pgid = get_u64(v, BUCKET_ROOT);
         let sequence = get_u64(v, BUCKET_SEQUENCE);
         let inline = if root_pgid == 0 {
             let page = &v[BUCKET_HEADER_SIZE..];
-            let off = self.map.offset_of(page).expect("read transactions read only the mapping");
+            let off = self
+                .map
+                .offset_of(page)
+                .expect("read transactions read only the mapping");
             let file_off = (off as u64 / self.meta.page_size as u64) * self.meta.page_size as u64;
             PageView::new(page, file_off, &self.map.path)?;
             Some((off, page.len(), file_off))
         } else {
             if root_pgid >= self.meta.high_water_pgid {
                 let hw = self.meta.high_water_pgid;
-                return Err(self
-                    .map
-                    .corrupt(0, Corruption::PageOutOfRange { pgid: root_pgid, high_water: hw }));
+                return Err(self.map.corrupt(
+                    0,
+                    Corruption::PageOutOfRange {
+                        pgid: root_pgid,
+                        high_water: hw,
+                    },
+                ));
             }
             None
         };
         let mut table = self.buckets.lock().expect("bucket table lock");
-        table.push(RBucket { root_pgid, sequence, inline });
+        table.push(RBucket {
+            root_pgid,
+            sequence,
+            inline,
+        });
         Ok(Some(BucketId((table.len() - 1) as u32)))
     }
 
     fn get(&self, bucket: BucketId, key: &[u8]) -> Result<Option<&[u8]>> {
-        let mut cursor = Cursor::new(self, bucket);
-        Ok(cursor.search(key)?.filter(|i| !i.is_bucket).map(|i| i.value))
+        let item = crate::cursor::lookup(self, bucket, key)?;
+        Ok(item.filter(|i| !i.is_bucket).map(|i| i.value))
     }
 
     fn cursor(&self, bucket: BucketId) -> Result<Cursor<'_>> {

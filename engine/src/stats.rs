@@ -114,7 +114,10 @@ fn walk<T: TreeSource + TxRead>(
 pub(crate) fn bucket_stats<T: TreeSource + TxRead>(tx: &T, b: BucketId) -> Result<BucketStats> {
     let root = tx.root_ref(b)?;
     let inline = tx.is_inline(b);
-    let mut s = BucketStats { bucket_n: 1, ..BucketStats::default() };
+    let mut s = BucketStats {
+        bucket_n: 1,
+        ..BucketStats::default()
+    };
     if inline {
         s.inline_bucket_n = 1;
     }
@@ -185,5 +188,10 @@ pub(crate) fn page_info(tx: &ReadTx, id: u64) -> Result<Option<PageInfo>> {
         let page = tx.raw_page(id)?;
         count = get_u64(page, PAGE_HEADER_SIZE);
     }
-    Ok(Some(PageInfo { id, kind, count, overflow }))
+    Ok(Some(PageInfo {
+        id,
+        kind,
+        count,
+        overflow,
+    }))
 }

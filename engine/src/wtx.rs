@@ -13,7 +13,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use crate::cursor::{Cursor, Item, NodeRef, TreeSource, MAX_TREE_DEPTH};
+use crate::cursor::{Cursor, Item, NodeRef, TreePath, TreeSource, MAX_TREE_DEPTH};
 use crate::db::Inner;
 use crate::error::{Error, Result};
 use crate::freelist::Freelist;
@@ -32,7 +32,7 @@ pub(crate) struct WBucket {
     pub(crate) sequence: u64,
     pub(crate) root_node: Option<NodeId>,
     /// Pages of this bucket copied into nodes, by page id.
-    pub(crate) nodes: HashMap<u64, NodeId>,
+    pub(crate) nodes: HashMap<u64, NodeId, PgidHash>,
     /// Sub-buckets opened in this transaction.
     pub(crate) children: BTreeMap<Vec<u8>, BucketId>,
     pub(crate) fill_percent: f64,
@@ -47,11 +47,39 @@ impl WBucket {
             root_pgid,
             sequence,
             root_node: None,
-            nodes: HashMap::new(),
+            nodes: HashMap::default(),
             children: BTreeMap::new(),
             fill_percent: DEFAULT_FILL_PERCENT,
             deleted: false,
         }
+    }
+}
+
+/// Hashing for page ids: they are small distinct integers, so one multiply spreads them well
+/// enough, far cheaper than SipHash on the put path.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct PgidHash;
+
+impl std::hash::BuildHasher for PgidHash {
+    type Hasher = PgidHasher;
+    fn build_hasher(&self) -> PgidHasher {
+        PgidHasher(0)
+    }
+}
+
+pub(crate) struct PgidHasher(u64);
+
+impl std::hash::Hasher for PgidHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, id: u64) {
+        self.0 = (self.0 ^ id).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
 }
 
@@ -122,10 +150,13 @@ impl WriteTx {
         let (parent, name) = {
             let buckets = self.buckets.borrow();
             let wb = &buckets[b.0 as usize];
-            (wb.parent.expect("the root bucket is never inline"), wb.name.clone())
+            (
+                wb.parent.expect("the root bucket is never inline"),
+                wb.name.clone(),
+            )
         };
-        let mut cursor = Cursor::new(self, parent);
-        let item = cursor.search(&name)?.filter(|i| i.is_bucket).ok_or(Error::BucketNotFound)?;
+        let item = crate::cursor::lookup(self, parent, &name)?;
+        let item = item.filter(|i| i.is_bucket).ok_or(Error::BucketNotFound)?;
         let bytes = &item.value[BUCKET_HEADER_SIZE.min(item.value.len())..];
         PageView::new(bytes, 0, &self.map.path)
     }
@@ -189,10 +220,8 @@ impl WriteTx {
     }
 
     /// Where `key` is or would go in bucket `b`: the path and the item found, if any.
-    pub(crate) fn locate(&self, b: BucketId, key: &[u8]) -> Result<(Vec<usize>, Option<Item<'_>>)> {
-        let mut cursor = Cursor::new(self, b);
-        let item = cursor.search(key)?;
-        Ok((cursor.path(), item))
+    pub(crate) fn locate(&self, b: BucketId, key: &[u8]) -> Result<(TreePath, Option<Item<'_>>)> {
+        crate::cursor::locate(self, b, key)
     }
 
     /// Inserts or replaces `key` in bucket `b` (bbolt's Bucket.Put).
@@ -214,8 +243,9 @@ impl WriteTx {
         if found.is_some_and(|i| i.is_bucket) {
             return Err(Error::IncompatibleValue);
         }
-        let leaf = self.leaf_for_path(bucket, &path)?;
-        self.nodes[leaf].put(key, key, value, 0, 0);
+        let exact = found.is_some();
+        let leaf = self.leaf_for_path(bucket, path.levels())?;
+        self.nodes[leaf].put_at(path.leaf_index(), exact, key, value, 0);
         Ok(())
     }
 
@@ -228,7 +258,7 @@ impl WriteTx {
             Some(i) if i.is_bucket => return Err(Error::IncompatibleValue),
             Some(_) => {}
         }
-        let leaf = self.leaf_for_path(bucket, &path)?;
+        let leaf = self.leaf_for_path(bucket, path.levels())?;
         self.nodes[leaf].del(key);
         Ok(())
     }
@@ -251,13 +281,17 @@ impl WriteTx {
         // A new bucket is inline: a zero header and an empty leaf page.
         let mut value = vec![0u8; BUCKET_HEADER_SIZE + PAGE_HEADER_SIZE];
         put_u16(&mut value, BUCKET_HEADER_SIZE + PAGE_FLAGS, LEAF_PAGE);
-        let leaf = self.leaf_for_path(parent, &path)?;
+        let leaf = self.leaf_for_path(parent, path.levels())?;
         self.nodes[leaf].put(name, name, &value, 0, BUCKET_LEAF_FLAG);
         self.bucket(parent, name)?.ok_or(Error::BucketNotFound)
     }
 
     /// Returns sub-bucket `name` of `parent`, creating it if missing.
-    pub fn create_bucket_if_not_exists(&mut self, parent: BucketId, name: &[u8]) -> Result<BucketId> {
+    pub fn create_bucket_if_not_exists(
+        &mut self,
+        parent: BucketId,
+        name: &[u8],
+    ) -> Result<BucketId> {
         match self.create_bucket(parent, name) {
             Err(Error::BucketExists) => self.bucket(parent, name)?.ok_or(Error::BucketNotFound),
             other => other,
@@ -294,7 +328,7 @@ impl WriteTx {
             buckets[parent.0 as usize].children.remove(name);
         }
         let (path, _) = self.locate(parent, name)?;
-        let leaf = self.leaf_for_path(parent, &path)?;
+        let leaf = self.leaf_for_path(parent, path.levels())?;
         self.nodes[leaf].del(name);
         Ok(())
     }
@@ -313,7 +347,10 @@ impl WriteTx {
         if depth > MAX_TREE_DEPTH {
             return Err(crate::cursor::too_deep(&self.map.path));
         }
-        let node = self.buckets.get_mut()[b.0 as usize].nodes.get(&pgid).copied();
+        let node = self.buckets.get_mut()[b.0 as usize]
+            .nodes
+            .get(&pgid)
+            .copied();
         let children: Vec<u64> = match node {
             Some(n) => {
                 self.free_node(n);
@@ -331,7 +368,9 @@ impl WriteTx {
                 let kids = if page.is_leaf() {
                     Vec::new()
                 } else {
-                    (0..page.count()).map(|i| page.branch(i).map(|e| e.1)).collect::<Result<_>>()?
+                    (0..page.count())
+                        .map(|i| page.branch(i).map(|e| e.1))
+                        .collect::<Result<_>>()?
                 };
                 self.freelist.free(self.meta.txid, pgid, overflow + 1);
                 kids
@@ -347,7 +386,8 @@ impl WriteTx {
     pub(crate) fn free_node(&mut self, n: NodeId) {
         let node = &mut self.nodes[n];
         if node.pgid != 0 {
-            self.freelist.free(self.meta.txid, node.pgid, node.overflow as u64 + 1);
+            self.freelist
+                .free(self.meta.txid, node.pgid, node.overflow as u64 + 1);
             node.pgid = 0;
         }
     }
@@ -380,7 +420,12 @@ impl WriteTx {
     /// A cursor that can delete the entry it is on.
     pub fn cursor_mut(&mut self, bucket: BucketId) -> Result<CursorMut<'_>> {
         self.live(bucket)?;
-        Ok(CursorMut { tx: self, bucket, current: None, deleted: false })
+        Ok(CursorMut {
+            tx: self,
+            bucket,
+            current: None,
+            deleted: false,
+        })
     }
 
     /// Discards every change.
@@ -393,7 +438,10 @@ impl WriteTx {
             return;
         }
         self.finished = true;
-        let original = self.original_freelist.take().expect("freelist held until finished");
+        let original = self
+            .original_freelist
+            .take()
+            .expect("freelist held until finished");
         self.inner.end_writer(original, self.file_len);
     }
 }
@@ -408,7 +456,9 @@ impl TreeSource for WriteTx {
     fn root_ref(&self, bucket: BucketId) -> Result<NodeRef<'_>> {
         let (root_pgid, root_node, deleted) = {
             let buckets = self.buckets.borrow();
-            let wb = buckets.get(bucket.0 as usize).ok_or(Error::BucketNotFound)?;
+            let wb = buckets
+                .get(bucket.0 as usize)
+                .ok_or(Error::BucketNotFound)?;
             (wb.root_pgid, wb.root_node, wb.deleted)
         };
         if deleted {
@@ -422,7 +472,10 @@ impl TreeSource for WriteTx {
     }
 
     fn child_ref(&self, bucket: BucketId, pgid: u64) -> Result<NodeRef<'_>> {
-        let node = self.buckets.borrow()[bucket.0 as usize].nodes.get(&pgid).copied();
+        let node = self.buckets.borrow()[bucket.0 as usize]
+            .nodes
+            .get(&pgid)
+            .copied();
         if let Some(n) = node {
             return Ok(NodeRef::Node(&self.nodes[n]));
         }
@@ -441,7 +494,10 @@ impl TreeSource for WriteTx {
 
     fn is_inline(&self, bucket: BucketId) -> bool {
         let buckets = self.buckets.borrow();
-        bucket.0 != 0 && buckets.get(bucket.0 as usize).is_some_and(|b| b.root_pgid == 0)
+        bucket.0 != 0
+            && buckets
+                .get(bucket.0 as usize)
+                .is_some_and(|b| b.root_pgid == 0)
     }
 }
 
@@ -455,8 +511,7 @@ impl TxRead for WriteTx {
         if let Some(&id) = self.buckets.borrow()[parent.0 as usize].children.get(name) {
             return Ok(Some(id));
         }
-        let mut cursor = Cursor::new(self, parent);
-        let value = match cursor.search(name)? {
+        let value = match crate::cursor::lookup(self, parent, name)? {
             Some(i) if i.is_bucket => i.value,
             _ => return Ok(None),
         };
@@ -471,13 +526,15 @@ impl TxRead for WriteTx {
         let mut buckets = self.buckets.borrow_mut();
         let id = BucketId(buckets.len() as u32);
         buckets.push(WBucket::new(Some(parent), name, root_pgid, sequence));
-        buckets[parent.0 as usize].children.insert(name.to_vec(), id);
+        buckets[parent.0 as usize]
+            .children
+            .insert(name.to_vec(), id);
         Ok(Some(id))
     }
 
     fn get(&self, bucket: BucketId, key: &[u8]) -> Result<Option<&[u8]>> {
-        let mut cursor = Cursor::new(self, bucket);
-        Ok(cursor.search(key)?.filter(|i| !i.is_bucket).map(|i| i.value))
+        let item = crate::cursor::lookup(self, bucket, key)?;
+        Ok(item.filter(|i| !i.is_bucket).map(|i| i.value))
     }
 
     fn cursor(&self, bucket: BucketId) -> Result<Cursor<'_>> {
@@ -512,19 +569,25 @@ impl CursorMut<'_> {
     }
 
     pub fn first(&mut self) -> Result<Option<Item<'_>>> {
-        let key = Cursor::new(&*self.tx, self.bucket).first()?.map(|i| i.key.to_vec());
+        let key = Cursor::new(&*self.tx, self.bucket)
+            .first()?
+            .map(|i| i.key.to_vec());
         self.settle(key);
         self.at_current()
     }
 
     pub fn last(&mut self) -> Result<Option<Item<'_>>> {
-        let key = Cursor::new(&*self.tx, self.bucket).last()?.map(|i| i.key.to_vec());
+        let key = Cursor::new(&*self.tx, self.bucket)
+            .last()?
+            .map(|i| i.key.to_vec());
         self.settle(key);
         self.at_current()
     }
 
     pub fn seek(&mut self, key: &[u8]) -> Result<Option<Item<'_>>> {
-        let key = Cursor::new(&*self.tx, self.bucket).seek(key)?.map(|i| i.key.to_vec());
+        let key = Cursor::new(&*self.tx, self.bucket)
+            .seek(key)?
+            .map(|i| i.key.to_vec());
         self.settle(key);
         self.at_current()
     }

@@ -80,10 +80,19 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 
 /// The content of a bbolt file, read with the engine directly.
 fn file_content(path: &Path, bucket: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let db = Db::open(path, Options { read_only: true, ..Options::default() }).expect("open copy");
+    let db = Db::open(
+        path,
+        Options {
+            read_only: true,
+            ..Options::default()
+        },
+    )
+    .expect("open copy");
     db.view(|tx| {
         let mut out = Vec::new();
-        let Some(id) = tx.bucket(tx.root(), bucket)? else { return Ok(out) };
+        let Some(id) = tx.bucket(tx.root(), bucket)? else {
+            return Ok(out);
+        };
         let mut cursor = tx.cursor(id)?;
         let mut item = cursor.first()?;
         while let Some(it) = item {
@@ -106,12 +115,25 @@ fn read_buffer_shows_writes_before_commit() {
     tx.put(BUCKET, b"a", b"1").expect("put");
     tx.put(BUCKET, b"b", b"2").expect("put");
     // Reads never wait for the batch mutex, and the open session is not visible yet.
-    assert_eq!(backend.read_tx().expect("read tx").get(BUCKET, b"a").expect("get"), None);
+    assert_eq!(
+        backend
+            .read_tx()
+            .expect("read tx")
+            .get(BUCKET, b"a")
+            .expect("get"),
+        None
+    );
     drop(tx);
     let rtx = backend.read_tx().expect("read tx");
     assert_eq!(rtx.get(BUCKET, b"a").expect("get"), Some(&b"1"[..]));
-    assert_eq!(rtx.range(BUCKET, b"b", None, 0).expect("range"), vec![(&b"b"[..], &b"2"[..])]);
-    assert_eq!(keys_in_range(&backend, b"a", b"z", 0), vec![b"a".to_vec(), b"b".to_vec()]);
+    assert_eq!(
+        rtx.range(BUCKET, b"b", None, 0).expect("range"),
+        vec![(&b"b"[..], &b"2"[..])]
+    );
+    assert_eq!(
+        keys_in_range(&backend, b"a", b"z", 0),
+        vec![b"a".to_vec(), b"b".to_vec()]
+    );
     assert_eq!(before.get(BUCKET, b"a").expect("get"), None);
     assert_eq!(backend.commits(), 0);
 }
@@ -127,7 +149,10 @@ fn batch_tx_reads_its_own_writes() {
     tx.put(BUCKET, b"b", b"2").expect("put");
     tx.delete(BUCKET, b"a").expect("delete");
     assert_eq!(tx.get(BUCKET, b"a").expect("get"), None);
-    assert_eq!(tx.range(BUCKET, b"a", Some(b"z"), 0).expect("range"), vec![(&b"b"[..], &b"2"[..])]);
+    assert_eq!(
+        tx.range(BUCKET, b"a", Some(b"z"), 0).expect("range"),
+        vec![(&b"b"[..], &b"2"[..])]
+    );
     let mut seen = Vec::new();
     tx.for_each::<Error>(BUCKET, |k, _| {
         seen.push(k.to_vec());
@@ -164,8 +189,13 @@ fn commits_after_batch_interval() {
     let backend = open(cfg);
     put(&backend, b"a", b"1");
     wait_until("a background commit", || backend.commits() >= 1);
-    wait_until("nothing pending", || backend.batch_tx().expect("batch tx").pending() == 0);
-    assert_eq!(read_all(&backend, BUCKET), vec![(b"a".to_vec(), b"1".to_vec())]);
+    wait_until("nothing pending", || {
+        backend.batch_tx().expect("batch tx").pending() == 0
+    });
+    assert_eq!(
+        read_all(&backend, BUCKET),
+        vec![(b"a".to_vec(), b"1".to_vec())]
+    );
 }
 
 // force_commit commits what is pending, and only when something is.
@@ -202,7 +232,11 @@ fn concurrent_readers_see_a_contiguous_prefix() {
             let mut last_len = 0;
             while !done.load(Ordering::Acquire) || last_len == 0 {
                 let seen = read_all(&backend, BUCKET);
-                assert!(seen.len() >= last_len, "went back from {last_len} to {}", seen.len());
+                assert!(
+                    seen.len() >= last_len,
+                    "went back from {last_len} to {}",
+                    seen.len()
+                );
                 for (i, (k, v)) in seen.iter().enumerate() {
                     assert_eq!((k, v), (&key(i), &value(i)), "hole or stray at {i}");
                 }
@@ -217,13 +251,22 @@ fn concurrent_readers_see_a_contiguous_prefix() {
             let rtx = reader_backend.read_tx().expect("read tx");
             if visible > 0 {
                 let last = rtx.get(BUCKET, &key(visible - 1)).expect("get");
-                assert_eq!(last, Some(&value(visible - 1)[..]), "k{} vanished", visible - 1);
+                assert_eq!(
+                    last,
+                    Some(&value(visible - 1)[..]),
+                    "k{} vanished",
+                    visible - 1
+                );
             }
             while visible < KEYS && rtx.get(BUCKET, &key(visible)).expect("get").is_some() {
                 visible += 1;
             }
             if visible < KEYS {
-                assert_eq!(rtx.get(BUCKET, &key(visible + 1)).expect("get"), None, "hole");
+                assert_eq!(
+                    rtx.get(BUCKET, &key(visible + 1)).expect("get"),
+                    None,
+                    "hole"
+                );
             }
         }
     }));
@@ -253,9 +296,20 @@ fn buffered_deletes_hide_committed_keys() {
     delete(&backend, b"d");
     let expect = vec![b"a".to_vec(), b"c".to_vec(), b"e".to_vec()];
     for committed in [false, true] {
-        assert_eq!(keys_in_range(&backend, b"a", b"z", 0), expect, "committed: {committed}");
-        assert_eq!(keys_in_range(&backend, b"a", b"z", 2), expect[..2], "committed: {committed}");
-        assert_eq!(keys_in_range(&backend, b"b", b"c", 0), Vec::<Vec<u8>>::new());
+        assert_eq!(
+            keys_in_range(&backend, b"a", b"z", 0),
+            expect,
+            "committed: {committed}"
+        );
+        assert_eq!(
+            keys_in_range(&backend, b"a", b"z", 2),
+            expect[..2],
+            "committed: {committed}"
+        );
+        assert_eq!(
+            keys_in_range(&backend, b"b", b"c", 0),
+            Vec::<Vec<u8>>::new()
+        );
         let rtx = backend.read_tx().expect("read tx");
         assert_eq!(rtx.get(BUCKET, b"b").expect("get"), None);
         assert_eq!(rtx.range(BUCKET, b"d", None, 0).expect("range"), vec![]);
@@ -267,13 +321,23 @@ fn buffered_deletes_hide_committed_keys() {
     tx.delete_bucket(BUCKET).expect("delete bucket");
     drop(tx);
     assert_eq!(read_all(&backend, BUCKET), vec![]);
-    assert_eq!(backend.read_tx().expect("read tx").get(BUCKET, b"a").expect("get"), None);
+    assert_eq!(
+        backend
+            .read_tx()
+            .expect("read tx")
+            .get(BUCKET, b"a")
+            .expect("get"),
+        None
+    );
     let mut tx = backend.batch_tx().expect("batch tx");
     tx.create_bucket(BUCKET).expect("create bucket");
     tx.put(BUCKET, b"x", b"new").expect("put");
     drop(tx);
     for _ in 0..2 {
-        assert_eq!(read_all(&backend, BUCKET), vec![(b"x".to_vec(), b"new".to_vec())]);
+        assert_eq!(
+            read_all(&backend, BUCKET),
+            vec![(b"x".to_vec(), b"new".to_vec())]
+        );
         backend.force_commit().expect("commit");
     }
 }
@@ -284,14 +348,32 @@ fn missing_buckets() {
     let dir = tempfile::tempdir().expect("tempdir");
     let backend = open(config(dir.path()));
     let mut tx = backend.batch_tx().expect("batch tx");
-    assert!(matches!(tx.put(b"nope", b"k", b"v"), Err(Error::BucketNotFound { .. })));
-    assert!(matches!(tx.delete(b"nope", b"k"), Err(Error::BucketNotFound { .. })));
-    assert_eq!(tx.range(b"nope", b"a", Some(b"z"), 0).expect("range"), vec![]);
-    tx.delete_bucket(b"nope").expect("deleting a missing bucket is a no-op");
-    tx.create_bucket(BUCKET).expect("creating an existing bucket is a no-op");
+    assert!(matches!(
+        tx.put(b"nope", b"k", b"v"),
+        Err(Error::BucketNotFound { .. })
+    ));
+    assert!(matches!(
+        tx.delete(b"nope", b"k"),
+        Err(Error::BucketNotFound { .. })
+    ));
+    assert_eq!(
+        tx.range(b"nope", b"a", Some(b"z"), 0).expect("range"),
+        vec![]
+    );
+    tx.delete_bucket(b"nope")
+        .expect("deleting a missing bucket is a no-op");
+    tx.create_bucket(BUCKET)
+        .expect("creating an existing bucket is a no-op");
     drop(tx);
     assert_eq!(read_all(&backend, b"nope"), vec![]);
-    assert_eq!(backend.read_tx().expect("read tx").get(b"nope", b"k").expect("get"), None);
+    assert_eq!(
+        backend
+            .read_tx()
+            .expect("read tx")
+            .get(b"nope", b"k")
+            .expect("get"),
+        None
+    );
 }
 
 // Defrag while writers and readers run: readers never see a hole or a wrong value, a view
@@ -346,8 +428,17 @@ fn defrag_under_concurrent_reads_and_writes() {
     let written = writer.join().expect("writer thread");
     reader.join().expect("reader thread");
 
-    assert_eq!(old_view.range(BUCKET, b"", Some(b"\xff"), 0).expect("range").len(), INITIAL);
-    assert_eq!(old_view.get(BUCKET, &key(7)).expect("get"), Some(&value(7)[..]));
+    assert_eq!(
+        old_view
+            .range(BUCKET, b"", Some(b"\xff"), 0)
+            .expect("range")
+            .len(),
+        INITIAL
+    );
+    assert_eq!(
+        old_view.get(BUCKET, &key(7)).expect("get"),
+        Some(&value(7)[..])
+    );
     drop(old_view);
     let expected: Vec<_> = (0..written).map(|i| (key(i), value(i))).collect();
     assert_eq!(read_all(&backend, BUCKET), expected);
@@ -374,12 +465,22 @@ fn defrag_shrinks_the_file() {
     let (size, in_use) = (backend.size(), backend.size_in_use());
     assert!(in_use <= size);
     backend.defrag().expect("defrag");
-    assert!(backend.size() < size, "size {} not below {size}", backend.size());
+    assert!(
+        backend.size() < size,
+        "size {} not below {size}",
+        backend.size()
+    );
     assert!(backend.size_in_use() < in_use);
     assert!(backend.size_in_use() <= backend.size());
-    let keys: Vec<_> = read_all(&backend, BUCKET).into_iter().map(|(k, _)| k).collect();
+    let keys: Vec<_> = read_all(&backend, BUCKET)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
     assert_eq!(keys, (0..2000).step_by(10).map(key).collect::<Vec<_>>());
-    let files: Vec<_> = std::fs::read_dir(dir.path()).expect("read dir").flatten().collect();
+    let files: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("read dir")
+        .flatten()
+        .collect();
     assert_eq!(files.len(), 1, "temp files left: {files:?}");
 }
 
@@ -402,7 +503,10 @@ fn reopen_after_close_keeps_everything() {
     drop((backend, clone));
 
     let backend = Backend::open(cfg.clone()).expect("reopen");
-    assert_eq!(read_all(&backend, BUCKET), vec![(b"b".to_vec(), b"2".to_vec())]);
+    assert_eq!(
+        read_all(&backend, BUCKET),
+        vec![(b"b".to_vec(), b"2".to_vec())]
+    );
     put(&backend, b"c", b"3");
     drop(backend);
     let backend = Backend::open(cfg).expect("reopen");
@@ -417,7 +521,12 @@ fn size_in_use_at_most_size() {
     let check = |backend: &Backend| {
         assert!(backend.size() > 0);
         assert!(backend.size_in_use() > 0);
-        assert!(backend.size_in_use() <= backend.size(), "{} > {}", backend.size_in_use(), backend.size());
+        assert!(
+            backend.size_in_use() <= backend.size(),
+            "{} > {}",
+            backend.size_in_use(),
+            backend.size()
+        );
     };
     check(&backend);
     for round in 0..5 {
@@ -457,7 +566,10 @@ fn snapshot_copies_all_applied_writes() {
 // shows up exactly as expected, and uncommitted writes are included.
 #[test]
 fn hash_follows_content() {
-    let dirs = [tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir")];
+    let dirs = [
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    ];
     let (one, two) = (open(config(dirs[0].path())), open(config(dirs[1].path())));
     for i in 0..100 {
         put(&one, &key(i), &value(i));
@@ -469,9 +581,18 @@ fn hash_follows_content() {
         }
     }
     let no_ignore = |_: &[u8], _: &[u8]| false;
-    assert_eq!(one.hash(no_ignore).expect("hash"), two.hash(no_ignore).expect("hash"));
+    assert_eq!(
+        one.hash(no_ignore).expect("hash"),
+        two.hash(no_ignore).expect("hash")
+    );
     put(&two, &key(5), b"changed");
-    assert_ne!(one.hash(no_ignore).expect("hash"), two.hash(no_ignore).expect("hash"));
+    assert_ne!(
+        one.hash(no_ignore).expect("hash"),
+        two.hash(no_ignore).expect("hash")
+    );
     let skip_5 = |b: &[u8], k: &[u8]| b == BUCKET && k == key(5).as_slice();
-    assert_eq!(one.hash(skip_5).expect("hash"), two.hash(skip_5).expect("hash"));
+    assert_eq!(
+        one.hash(skip_5).expect("hash"),
+        two.hash(skip_5).expect("hash")
+    );
 }

@@ -3,7 +3,11 @@
 use oxcd_engine::{Db, Error, Options, TxRead};
 
 fn strict() -> Options {
-    Options { strict: true, no_sync: true, ..Options::default() }
+    Options {
+        strict: true,
+        no_sync: true,
+        ..Options::default()
+    }
 }
 
 #[test]
@@ -67,8 +71,14 @@ fn nested_inline_buckets_and_errors() {
         let b = tx.create_bucket(a, b"b")?;
         tx.put(b, b"x", b"1")?;
         assert_eq!(tx.next_sequence(b)?, 1);
-        assert!(matches!(tx.create_bucket(a, b"b"), Err(Error::BucketExists)));
-        assert!(matches!(tx.put(a, b"b", b"v"), Err(Error::IncompatibleValue)));
+        assert!(matches!(
+            tx.create_bucket(a, b"b"),
+            Err(Error::BucketExists)
+        ));
+        assert!(matches!(
+            tx.put(a, b"b", b"v"),
+            Err(Error::IncompatibleValue)
+        ));
         assert!(matches!(tx.put(b, b"", b"v"), Err(Error::KeyRequired)));
         Ok(())
     })

@@ -34,7 +34,16 @@ pub const META_FINISHED_COMPACT: &[u8] = b"finishedCompactRev";
 
 /// Every bucket etcd 3.4 creates at start, in the order it creates them.
 pub const ALL_BUCKETS: &[&[u8]] = &[
-    KEY, META, LEASE, ALARM, CLUSTER, MEMBERS, MEMBERS_REMOVED, AUTH, AUTH_USERS, AUTH_ROLES,
+    KEY,
+    META,
+    LEASE,
+    ALARM,
+    CLUSTER,
+    MEMBERS,
+    MEMBERS_REMOVED,
+    AUTH,
+    AUTH_USERS,
+    AUTH_ROLES,
 ];
 
 #[cfg(test)]

@@ -46,9 +46,10 @@ fn etcdctl_bin() -> PathBuf {
     std::env::var_os("OXCD_ETCDCTL_BIN").map_or_else(|| PathBuf::from("etcdctl"), PathBuf::from)
 }
 
-/// Fails unless `bin --version` runs and names [`ETCD_VERSION`].
-fn ensure_version(bin: &Path, package: &str) -> Result<()> {
-    let output = Command::new(bin).arg("--version").output().map_err(|e| {
+/// Fails unless `bin VERSION_ARG` runs and names [`ETCD_VERSION`] (`etcd --version`,
+/// `etcdctl version`).
+fn ensure_version(bin: &Path, version_arg: &str, package: &str) -> Result<()> {
+    let output = Command::new(bin).arg(version_arg).output().map_err(|e| {
         Error::msg(format!(
             "cannot run {} ({e}); install etcd {ETCD_VERSION} (Debian {package}, which .ci/run \
              installs) or set OXCD_ETCD_BIN/OXCD_ETCDCTL_BIN",
@@ -98,8 +99,8 @@ impl Etcd {
     pub fn start() -> Result<Etcd> {
         let etcd = etcd_bin();
         let etcdctl = etcdctl_bin();
-        ensure_version(&etcd, "etcd-server")?;
-        ensure_version(&etcdctl, "etcd-client")?;
+        ensure_version(&etcd, "--version", "etcd-server")?;
+        ensure_version(&etcdctl, "version", "etcd-client")?;
         let mut last_error = Error::msg("etcd never started");
         for _ in 0..START_ATTEMPTS {
             match Etcd::start_once(&etcd, &etcdctl) {

@@ -75,7 +75,10 @@ impl Writer {
 
     /// The bucket to write to, which must exist.
     fn writable_bucket(&self, name: &[u8]) -> Result<BucketId> {
-        self.readable_bucket(name)?.ok_or_else(|| Error::BucketNotFound { name: name.to_vec() })
+        self.readable_bucket(name)?
+            .ok_or_else(|| Error::BucketNotFound {
+                name: name.to_vec(),
+            })
     }
 
     fn readable_bucket(&self, name: &[u8]) -> Result<Option<BucketId>> {
@@ -101,7 +104,11 @@ impl<'a> BatchTx<'a> {
     pub(super) fn lock(core: &'a Core) -> Result<BatchTx<'a>> {
         let writer = core.lock_writer()?;
         core.usable()?;
-        Ok(BatchTx { core, writer, released: false })
+        Ok(BatchTx {
+            core,
+            writer,
+            released: false,
+        })
     }
 
     /// Creates a top-level bucket; a no-op if it exists (etcd's `UnsafeCreateBucket`).
@@ -162,7 +169,9 @@ impl<'a> BatchTx<'a> {
 
     /// The value of `key` in `bucket`; `None` if either is missing.
     pub fn get(&self, bucket: &[u8], key: &[u8]) -> Result<Option<&[u8]>> {
-        let Some(id) = self.writer.readable_bucket(bucket)? else { return Ok(None) };
+        let Some(id) = self.writer.readable_bucket(bucket)? else {
+            return Ok(None);
+        };
         Ok(self.writer.tx()?.get(id, key)?)
     }
 
@@ -212,7 +221,9 @@ impl<'a> BatchTx<'a> {
         if range_is_empty(start, end) {
             return Ok(());
         }
-        let Some(id) = self.writer.readable_bucket(bucket)? else { return Ok(()) };
+        let Some(id) = self.writer.readable_bucket(bucket)? else {
+            return Ok(());
+        };
         let source = cursor_source(self.writer.tx()?, id, start, end)?;
         merge(vec![source], limit, visit)
     }
@@ -270,7 +281,10 @@ impl Core {
     ///
     /// Any failure fails the backend (see the module doc): readers have seen these writes.
     pub(super) fn commit_locked(&self, w: &mut Writer, stop: bool) -> Result<()> {
-        assert!(w.session.is_empty(), "commit inside an unpublished batch session");
+        assert!(
+            w.session.is_empty(),
+            "commit inside an unpublished batch session"
+        );
         let db = w.db()?;
         if w.pending == 0 {
             if stop {
@@ -282,14 +296,21 @@ impl Core {
         let Some(tx) = w.tx.take() else {
             return Err(self.fail(format!("{pending} pending writes without a transaction")));
         };
-        tx.commit().map_err(|e| self.fail(format!("commit of {pending} writes failed: {e}")))?;
+        tx.commit()
+            .map_err(|e| self.fail(format!("commit of {pending} writes failed: {e}")))?;
         self.commits.fetch_add(1, Ordering::Relaxed);
-        let committed = db.begin_read().map_err(|e| self.fail(format!("after commit: {e}")))?;
-        let old = self.swap_shared(Some(Committed::new(committed)), Arc::new(ReadBuffer::default()))?;
+        let committed = db
+            .begin_read()
+            .map_err(|e| self.fail(format!("after commit: {e}")))?;
+        let old = self.swap_shared(
+            Some(Committed::new(committed)),
+            Arc::new(ReadBuffer::default()),
+        )?;
         drop(old);
         self.refresh_sizes(&db);
         if !stop {
-            w.begin().map_err(|e| self.fail(format!("begin after commit: {e}")))?;
+            w.begin()
+                .map_err(|e| self.fail(format!("begin after commit: {e}")))?;
         }
         Ok(())
     }

@@ -79,7 +79,10 @@ impl Layer {
         if older.cleared {
             entries.retain(|_, v| v.is_some());
         }
-        Layer { cleared: older.cleared, entries }
+        Layer {
+            cleared: older.cleared,
+            entries,
+        }
     }
 }
 
@@ -136,7 +139,11 @@ impl ReadBuffer {
 
     /// What the buffer holds for `bucket`.
     pub(super) fn view(&self, bucket: &[u8]) -> BucketView<'_> {
-        let layers = self.buckets.get(bucket).map(Vec::as_slice).unwrap_or_default();
+        let layers = self
+            .buckets
+            .get(bucket)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         BucketView { layers }
     }
 
@@ -159,7 +166,10 @@ fn push_layer(stack: &mut Vec<Arc<Layer>>, layer: Layer) {
         stack.pop();
     }
     stack.push(Arc::new(top));
-    debug_assert!(stack.iter().skip(1).all(|l| !l.cleared), "cleared layer above the bottom");
+    debug_assert!(
+        stack.iter().skip(1).all(|l| !l.cleared),
+        "cleared layer above the bottom"
+    );
     debug_assert!(stack.windows(2).all(|w| w[0].weight() > 2 * w[1].weight()));
 }
 
@@ -276,7 +286,11 @@ mod tests {
     type Model = BTreeMap<Vec<u8>, Vec<u8>>;
 
     fn committed_source(model: &Model) -> Source<'_, '_> {
-        Box::new(model.iter().map(|(k, v)| Ok((k.as_slice(), Some(v.as_slice())))))
+        Box::new(
+            model
+                .iter()
+                .map(|(k, v)| Ok((k.as_slice(), Some(v.as_slice())))),
+        )
     }
 
     fn read_all(buffer: &ReadBuffer, committed: &Model, bucket: &[u8]) -> Model {
@@ -297,9 +311,12 @@ mod tests {
     // The worked example of the module doc holds step by step.
     #[test]
     fn worked_example() {
-        let committed: Model = [(b"a".to_vec(), b"1".to_vec()), (b"b".to_vec(), b"1".to_vec())]
-            .into_iter()
-            .collect();
+        let committed: Model = [
+            (b"a".to_vec(), b"1".to_vec()),
+            (b"b".to_vec(), b"1".to_vec()),
+        ]
+        .into_iter()
+        .collect();
         let mut w = WriteBuffer::default();
         w.put(b"key", b"c", b"2");
         let buffer = ReadBuffer::default().with_writes(w);
@@ -308,7 +325,13 @@ mod tests {
         let buffer = buffer.with_writes(w);
         assert_eq!(buffer.layer_count(b"key"), 1);
         let seen: Vec<_> = read_all(&buffer, &committed, b"key").into_iter().collect();
-        assert_eq!(seen, vec![(b"b".to_vec(), b"1".to_vec()), (b"c".to_vec(), b"2".to_vec())]);
+        assert_eq!(
+            seen,
+            vec![
+                (b"b".to_vec(), b"1".to_vec()),
+                (b"c".to_vec(), b"2".to_vec())
+            ]
+        );
         assert_eq!(buffer.view(b"key").lookup(b"a"), Lookup::Deleted);
         assert_eq!(buffer.view(b"key").lookup(b"b"), Lookup::Unknown);
         let mut w = WriteBuffer::default();

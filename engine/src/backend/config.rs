@@ -49,13 +49,19 @@ impl BackendConfig {
             path: path.into(),
             batch_interval: DEFAULT_BATCH_INTERVAL,
             batch_limit: DEFAULT_BATCH_LIMIT,
-            options: Options { no_freelist_sync: true, ..Options::default() },
+            options: Options {
+                no_freelist_sync: true,
+                ..Options::default()
+            },
             strict: false,
         }
     }
 
     /// The options every `Db` of this backend is opened with.
     pub(super) fn engine_options(&self) -> Options {
-        Options { strict: self.options.strict || self.strict, ..self.options.clone() }
+        Options {
+            strict: self.options.strict || self.strict,
+            ..self.options.clone()
+        }
     }
 }

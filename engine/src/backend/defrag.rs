@@ -40,12 +40,15 @@ impl Core {
             return self.resume(&mut writer, Error::io(&self.cfg.path, e));
         }
         drop(old_db);
-        self.install(&mut writer).map_err(|e| self.fail(format!("reopen after defrag: {e}")))
+        self.install(&mut writer)
+            .map_err(|e| self.fail(format!("reopen after defrag: {e}")))
     }
 
     /// Goes back to writing the old file after a failed defrag; returns the defrag's error.
     fn resume(&self, writer: &mut Writer, error: Error) -> Result<()> {
-        writer.begin().map_err(|e| self.fail(format!("resume after failed defrag: {e}")))?;
+        writer
+            .begin()
+            .map_err(|e| self.fail(format!("resume after failed defrag: {e}")))?;
         Err(error)
     }
 
@@ -58,7 +61,7 @@ impl Core {
         let committed = Committed::new(db.begin_read()?);
         // Only new readers wait, and only for this pointer swap; the write buffer is empty
         // since the commit above.
-        let old = self.swap_shared(self.read_shared()?.committed.clone(), Arc::new(ReadBuffer::default()))?; drop(committed);
+        let old = self.swap_shared(Some(committed), Arc::new(ReadBuffer::default()))?;
         drop(old);
         self.refresh_sizes(&db);
         writer.replace_db(db);
@@ -87,8 +90,10 @@ fn write_compacted(src: &Db, temp: &Path, cfg: &BackendConfig) -> Result<()> {
         ..cfg.engine_options()
     };
     let dst = Db::open(temp, options)?;
-    let compact =
-        CompactOptions { fill_percent: SEQ_FILL_PERCENT, ..CompactOptions::default() };
+    let compact = CompactOptions {
+        fill_percent: SEQ_FILL_PERCENT,
+        ..CompactOptions::default()
+    };
     crate::compact(src, &dst, &compact, &mut |_copied_bytes| {})?;
     drop(dst);
     if !cfg.options.no_sync {
@@ -158,7 +163,9 @@ mod tests {
         let (a, b) = (temp_path(&db), temp_path(&db));
         assert_ne!(a, b);
         assert_eq!(a.parent(), Some(dir.path()));
-        assert!(a.file_name().is_some_and(|n| n.to_string_lossy().starts_with("db.tmp.")));
+        assert!(a
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("db.tmp.")));
         assert_eq!(parent_dir(Path::new("db")), Path::new("."));
     }
 

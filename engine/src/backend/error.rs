@@ -23,11 +23,17 @@ pub enum Error {
     Failed { reason: String },
     /// A file operation of the backend itself (defrag's temp file, rename, directory sync).
     #[error("backend: {}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl Error {
     pub(super) fn io(path: &std::path::Path, source: std::io::Error) -> Error {
-        Error::Io { path: path.to_path_buf(), source }
+        Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     }
 }

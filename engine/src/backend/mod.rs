@@ -2,13 +2,13 @@
 //!
 //! Owns one database file through a [`crate::Db`], its single long-lived write transaction,
 //! the buffer of writes applied but not yet committed, and a background thread that commits
-//! them. It knows nothing of MVCC: buckets and keys are
-//! opaque bytes, top-level buckets only, addressed by name as etcd does.
+//! them. It knows nothing of MVCC: buckets and keys are opaque bytes, top-level buckets only,
+//! addressed by name as etcd does.
 //!
 //! # Writes: one batch transaction, many sessions
 //! There is always one engine `WriteTx` open (etcd's `batchTx`). [`Backend::batch_tx`] locks
 //! it (one writer at a time, a mutex) and returns a guard; each write goes straight into the
-//! `WriteTx` and is also recorded in the session's [`buffer::WriteBuffer`]. When the guard is
+//! `WriteTx` and is also recorded in the session's `buffer::WriteBuffer`. When the guard is
 //! dropped the session is *published*: its writes become visible to readers, all at once. If
 //! the transaction then holds `batch_limit` or more pending operations it commits. Otherwise
 //! the background thread commits it within `batch_interval`, or `force_commit` does. A commit
@@ -17,7 +17,7 @@
 //! # Reads: committed snapshot + read buffer (etcd's `ConcurrentReadTx`)
 //! Readers never touch the batch mutex. The read side is two `Arc`s behind an `RwLock`:
 //! `committed` (an engine `ReadTx` of the last commit) and `buffer` (an immutable
-//! [`buffer::ReadBuffer`] of every session published since that commit). [`Backend::read_tx`]
+//! `buffer::ReadBuffer` of every session published since that commit). [`Backend::read_tx`]
 //! clones both under the read lock, so it costs two refcount bumps however large the buffer
 //! is, and the pair it gets is always consistent. A read merges the buffer over the committed
 //! data in key order: newest write wins, buffered deletes hide committed keys, a bucket deleted
@@ -49,7 +49,9 @@
 //! # Failure
 //! A failed commit leaves readers having seen writes that may never reach the disk. The
 //! backend then records the failure and every later call returns [`Error::Failed`]; the owner
-//! must stop (etcd exits). Panicking inside a batch session does the same.
+//! must stop (etcd exits). A panic while the batch mutex is held (inside a session, or the
+//! engine's deliberate panic on a failed fdatasync during a commit, also on the background
+//! thread) fails the backend the same way, for readers too.
 //!
 //! # Differences from etcd, on purpose
 //! - Deletes and bucket deletes are buffered too (etcd 3.4 buffers only puts, so a concurrent
@@ -71,6 +73,7 @@ mod error;
 mod hash;
 mod read;
 
+use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -152,7 +155,12 @@ impl Backend {
             Duration::ZERO => None,
             interval => Some(Ticker::start(Arc::clone(&core), interval)?),
         };
-        Ok(Backend { handle: Arc::new(Handle { core, ticker: Mutex::new(ticker) }) })
+        Ok(Backend {
+            handle: Arc::new(Handle {
+                core,
+                ticker: Mutex::new(ticker),
+            }),
+        })
     }
 
     /// Locks the batch transaction (waiting for the current holder). Writes made through the
@@ -254,9 +262,17 @@ impl Ticker {
                     Err(RecvTimeoutError::Timeout) => {}
                     Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
                 }
-                if core.commit_if_pending().is_err() {
+                // A panic here is the engine refusing to go on after a failed fdatasync; it
+                // must fail the backend, not just end this thread.
+                let commit = panic::catch_unwind(AssertUnwindSafe(|| core.commit_if_pending()));
+                match commit {
+                    Ok(Ok(())) => {}
                     // Closed or failed: nothing more to commit, ever.
-                    return;
+                    Ok(Err(_)) => return,
+                    Err(_) => {
+                        core.fail("the background commit panicked".into());
+                        return;
+                    }
                 }
             })
             .map_err(|e| Error::io(&std::path::PathBuf::from("<backend commit thread>"), e))?;
@@ -266,8 +282,7 @@ impl Ticker {
     fn stop(self) {
         // The receiver may already be gone if the thread stopped on a failure.
         let _ = self.stop.send(());
-        // A panic in the thread can only come from a broken invariant; it has already been
-        // reported by the panic hook and the writer mutex is poisoned, so later calls fail.
+        // The thread catches its panics (see `start`), so there is nothing to report here.
         let _ = self.thread.join();
     }
 }
@@ -276,7 +291,12 @@ impl Core {
     /// `Err` once closed or failed.
     fn usable(&self) -> Result<()> {
         if let Some(reason) = self.failure.get() {
-            return Err(Error::Failed { reason: reason.clone() });
+            return Err(Error::Failed {
+                reason: reason.clone(),
+            });
+        }
+        if self.writer.is_poisoned() {
+            return Err(self.poisoned());
         }
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
@@ -310,7 +330,10 @@ impl Core {
         buffer: Arc<ReadBuffer>,
     ) -> Result<Shared> {
         let mut shared = self.shared.write().map_err(|_| self.poisoned())?;
-        Ok(std::mem::replace(&mut *shared, Shared { committed, buffer }))
+        Ok(std::mem::replace(
+            &mut *shared,
+            Shared { committed, buffer },
+        ))
     }
 
     /// The last committed snapshot.
@@ -335,9 +358,12 @@ impl Core {
             // etcd: Tx.Size() − FreePageN × page size; pages pending release count as in use.
             let free_bytes = info.free_page_count * u64::from(info.page_size);
             let high_water_bytes = info.high_water_pgid * u64::from(info.page_size);
-            self.size_bytes.store(info.file_size_bytes, Ordering::Relaxed);
-            self.size_in_use_bytes
-                .store(high_water_bytes.saturating_sub(free_bytes), Ordering::Relaxed);
+            self.size_bytes
+                .store(info.file_size_bytes, Ordering::Relaxed);
+            self.size_in_use_bytes.store(
+                high_water_bytes.saturating_sub(free_bytes),
+                Ordering::Relaxed,
+            );
         }
     }
 

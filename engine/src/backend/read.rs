@@ -24,7 +24,10 @@ pub(super) struct Committed {
 
 impl Committed {
     pub(super) fn new(tx: ReadTx) -> Arc<Committed> {
-        Arc::new(Committed { tx, buckets: RwLock::new(HashMap::new()) })
+        Arc::new(Committed {
+            tx,
+            buckets: RwLock::new(HashMap::new()),
+        })
     }
 
     pub(super) fn tx(&self) -> &ReadTx {
@@ -35,7 +38,12 @@ impl Committed {
     pub(super) fn bucket(&self, name: &[u8]) -> Result<Option<BucketId>> {
         // The map is changed by single inserts only, so a panic elsewhere cannot leave it
         // inconsistent: a poisoned lock is safe to keep using.
-        if let Some(id) = self.buckets.read().unwrap_or_else(PoisonError::into_inner).get(name) {
+        if let Some(id) = self
+            .buckets
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+        {
             return Ok(*id);
         }
         let mut buckets = self.buckets.write().unwrap_or_else(PoisonError::into_inner);
@@ -86,10 +94,12 @@ impl ConcurrentReadTx {
     ) -> Result<KeyValues<'_>> {
         let mut out = Vec::new();
         match end {
-            Some(end) if !end.is_empty() => self.visit(bucket, start, Some(end), limit, |k, v| {
-                out.push((k, v));
-                Ok::<_, Error>(true)
-            })?,
+            Some(end) if !end.is_empty() => {
+                self.visit(bucket, start, Some(end), limit, |k, v| {
+                    out.push((k, v));
+                    Ok::<_, Error>(true)
+                })?
+            }
             _ => {
                 let single = successor(start);
                 self.visit(bucket, start, Some(&single), 1, |k, v| {
@@ -158,7 +168,13 @@ where
     't: 'b,
 {
     let cursor = tx.cursor(bucket)?;
-    Ok(Box::new(CursorSource { cursor, start, end, started: false, done: false }))
+    Ok(Box::new(CursorSource {
+        cursor,
+        start,
+        end,
+        started: false,
+        done: false,
+    }))
 }
 
 struct CursorSource<'t, 'b> {
