@@ -148,7 +148,10 @@ impl WriteTx {
             } else {
                 needed.div_ceil(STEP) * STEP
             };
-            self.inner.file.set_len(new_len).map_err(|e| Error::io(&self.inner.path, e))?;
+            self.inner
+                .file
+                .set_len(new_len)
+                .map_err(|e| Error::io(&self.inner.path, e))?;
             self.file_len = new_len;
         }
         let dirty = std::mem::take(&mut self.dirty);
@@ -179,15 +182,18 @@ impl WriteTx {
         let io_err = |e| Error::io(&self.inner.path, e);
         let slices: Vec<std::io::IoSlice<'_>> =
             bufs.iter().map(|b| std::io::IoSlice::new(b)).collect();
-        let mut done = rustix::io::pwritev(&self.inner.file, &slices, offset)
-            .map_err(|e| io_err(e.into()))?;
+        let mut done =
+            rustix::io::pwritev(&self.inner.file, &slices, offset).map_err(|e| io_err(e.into()))?;
         let mut at = offset;
         for buf in bufs {
             let len = buf.len();
             if done >= len {
                 done -= len;
             } else {
-                self.inner.file.write_all_at(&buf[done..], at + done as u64).map_err(io_err)?;
+                self.inner
+                    .file
+                    .write_all_at(&buf[done..], at + done as u64)
+                    .map_err(io_err)?;
                 done = 0;
             }
             at += len as u64;
@@ -481,7 +487,11 @@ impl WriteTx {
             Some(p) => p,
             None => {
                 let p = self.nodes.len();
-                self.nodes.push(Node { alive: true, children: vec![n], ..Node::default() });
+                self.nodes.push(Node {
+                    alive: true,
+                    children: vec![n],
+                    ..Node::default()
+                });
                 self.nodes[n].parent = Some(p);
                 p
             }
@@ -506,7 +516,13 @@ impl WriteTx {
 
     fn push_part(&mut self, is_leaf: bool, parent: NodeId, inodes: Vec<Inode>) -> NodeId {
         let id = self.nodes.len();
-        self.nodes.push(Node { is_leaf, alive: true, parent: Some(parent), inodes, ..Node::default() });
+        self.nodes.push(Node {
+            is_leaf,
+            alive: true,
+            parent: Some(parent),
+            inodes,
+            ..Node::default()
+        });
         self.nodes[parent].children.push(id);
         id
     }

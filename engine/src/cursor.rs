@@ -284,9 +284,17 @@ pub(crate) fn lookup<'a>(
     for _ in 0..=MAX_TREE_DEPTH {
         let (index, exact) = node.search(key)?;
         if node.is_leaf() {
-            return if exact { Ok(Some(node.item(index)?)) } else { Ok(None) };
+            return if exact {
+                Ok(Some(node.item(index)?))
+            } else {
+                Ok(None)
+            };
         }
-        let index = if !exact && index > 0 { index - 1 } else { index };
+        let index = if !exact && index > 0 {
+            index - 1
+        } else {
+            index
+        };
         node = src.child_ref(bucket, node.child(index)?)?;
     }
     Err(too_deep(src.file_path()))
@@ -316,7 +324,10 @@ pub(crate) fn locate<'a>(
     bucket: BucketId,
     key: &[u8],
 ) -> Result<(TreePath, Option<Item<'a>>)> {
-    let mut path = TreePath { indices: [0; MAX_TREE_DEPTH + 1], len: 0 };
+    let mut path = TreePath {
+        indices: [0; MAX_TREE_DEPTH + 1],
+        len: 0,
+    };
     let mut node = src.root_ref(bucket)?;
     while path.len <= MAX_TREE_DEPTH {
         let (index, exact) = node.search(key)?;
@@ -326,7 +337,11 @@ pub(crate) fn locate<'a>(
             let item = if exact { Some(node.item(index)?) } else { None };
             return Ok((path, item));
         }
-        let index = if !exact && index > 0 { index - 1 } else { index };
+        let index = if !exact && index > 0 {
+            index - 1
+        } else {
+            index
+        };
         path.indices[path.len] = index;
         path.len += 1;
         node = src.child_ref(bucket, node.child(index)?)?;

@@ -147,9 +147,21 @@ impl Node {
 
     /// Inserts (or, if `exact`, replaces) a leaf inode at `index`, which a search of this
     /// node for `key` returned.
-    pub(crate) fn put_at(&mut self, index: usize, exact: bool, key: &[u8], value: &[u8], flags: u32) {
+    pub(crate) fn put_at(
+        &mut self,
+        index: usize,
+        exact: bool,
+        key: &[u8],
+        value: &[u8],
+        flags: u32,
+    ) {
         debug_assert_eq!(self.search(key), (index, exact));
-        let inode = Inode { flags, key: key.to_vec(), value: value.to_vec(), pgid: 0 };
+        let inode = Inode {
+            flags,
+            key: key.to_vec(),
+            value: value.to_vec(),
+            pgid: 0,
+        };
         if exact {
             self.inodes[index] = inode;
         } else {

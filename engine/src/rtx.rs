@@ -4,6 +4,7 @@
 //! Bucket handles are indices into a small per-transaction table. An inline bucket's page
 //! lives inside its parent's leaf page, so the table records where in the mapping it is.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
@@ -30,7 +31,15 @@ pub struct ReadTx {
     pub(crate) inner: Arc<Inner>,
     pub(crate) map: Arc<Mapping>,
     pub(crate) meta: Meta,
-    buckets: Mutex<Vec<RBucket>>,
+    buckets: Mutex<BucketTable>,
+}
+
+/// Buckets opened by a read transaction; opening the same one again returns the same id, so
+/// a long-lived snapshot's table stays bounded.
+#[derive(Default)]
+struct BucketTable {
+    entries: Vec<RBucket>,
+    by_parent: HashMap<u32, HashMap<Vec<u8>, u32>>,
 }
 
 impl ReadTx {
@@ -44,7 +53,10 @@ impl ReadTx {
             inner,
             map,
             meta,
-            buckets: Mutex::new(vec![root]),
+            buckets: Mutex::new(BucketTable {
+                entries: vec![root],
+                ..Default::default()
+            }),
         }
     }
 
@@ -135,7 +147,7 @@ impl ReadTx {
     }
 
     fn rbucket(&self, b: BucketId) -> RBucket {
-        self.buckets.lock().expect("bucket table lock")[b.0 as usize]
+        self.buckets.lock().expect("bucket table lock").entries[b.0 as usize]
     }
 }
 
@@ -186,6 +198,12 @@ impl TxRead for ReadTx {
     }
 
     fn bucket(&self, parent: BucketId, name: &[u8]) -> Result<Option<BucketId>> {
+        {
+            let table = self.buckets.lock().expect("bucket table lock");
+            if let Some(&id) = table.by_parent.get(&parent.0).and_then(|m| m.get(name)) {
+                return Ok(Some(BucketId(id)));
+            }
+        }
         let item = match crate::cursor::lookup(self, parent, name)? {
             Some(item) if item.is_bucket => item,
             _ => return Ok(None),
@@ -221,12 +239,18 @@ impl TxRead for ReadTx {
             None
         };
         let mut table = self.buckets.lock().expect("bucket table lock");
-        table.push(RBucket {
+        let id = table.entries.len() as u32;
+        table.entries.push(RBucket {
             root_pgid,
             sequence,
             inline,
         });
-        Ok(Some(BucketId((table.len() - 1) as u32)))
+        table
+            .by_parent
+            .entry(parent.0)
+            .or_default()
+            .insert(name.to_vec(), id);
+        Ok(Some(BucketId(id)))
     }
 
     fn get(&self, bucket: BucketId, key: &[u8]) -> Result<Option<&[u8]>> {
