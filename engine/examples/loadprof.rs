@@ -10,7 +10,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n: u64 = args.next().ok_or("N")?.parse()?;
     let no_sync = args.next().as_deref() == Some("nosync");
     let _ = std::fs::remove_file(&path);
-    let db = Db::open(&path, Options { no_sync, ..Options::default() })?;
+    let db = Db::open(
+        &path,
+        Options {
+            no_sync,
+            ..Options::default()
+        },
+    )?;
     let value = [7u8; 256];
     let start = Instant::now();
     let mut commit_time = std::time::Duration::ZERO;

@@ -201,6 +201,15 @@ impl WriteTx {
         Ok(())
     }
 
+    fn damaged(&self, what: &str) -> Error {
+        let what = crate::error::Corruption::BadPage(what.to_string());
+        Error::Corrupted {
+            file: self.inner.path.clone(),
+            offset: 0,
+            what,
+        }
+    }
+
     // ---- rebalance -------------------------------------------------------------------
 
     fn rebalance_bucket(&mut self, b: BucketId) -> Result<()> {
@@ -245,10 +254,11 @@ impl WriteTx {
             self.forget_node(b, n);
             return self.rebalance_node(b, parent);
         }
-        assert!(
-            self.nodes[parent].inodes.len() > 1,
-            "parent must have at least 2 children"
-        );
+        if self.nodes[parent].inodes.len() < 2 {
+            // A branch written by bbolt's rules always has two or more children, so this
+            // tree came from a damaged file.
+            return Err(self.damaged("a branch page with a single child"));
+        }
         let index = self.child_index(parent, n);
         if index == 0 {
             // Merge the right sibling into this node.
@@ -358,10 +368,11 @@ impl WriteTx {
                 continue;
             }
             let (path, found) = self.locate(b, &name)?;
-            assert!(
-                found.is_some_and(|i| i.is_bucket),
-                "spilled bucket missing from its parent"
-            );
+            if !found.is_some_and(|i| i.is_bucket) {
+                // It was found by name earlier in this transaction; only a parent whose keys
+                // are out of order (a damaged file) hides it now.
+                return Err(self.damaged("a sub-bucket cannot be found again in its parent"));
+            }
             let leaf = self.leaf_for_path(b, path.levels())?;
             self.nodes[leaf].put(&name, &name, &value, 0, BUCKET_LEAF_FLAG);
         }
@@ -450,6 +461,9 @@ impl WriteTx {
                     node.key.clone()
                 };
                 node.key = first.clone();
+                if first.is_empty() {
+                    return Err(self.damaged("an empty page below a branch"));
+                }
                 self.nodes[parent].put(&key, &first, &[], id, 0);
             }
         }

@@ -65,6 +65,17 @@ impl Node {
                 });
             }
         }
+        // Node operations rely on non-empty, strictly ascending keys; a page breaking that
+        // came from a damaged file and must not reach them.
+        if inodes.iter().any(|i| i.key.is_empty()) {
+            return Err(page.bad("page holds an empty key"));
+        }
+        if inodes
+            .windows(2)
+            .any(|w| cmp_keys(&w[0].key, &w[1].key) != std::cmp::Ordering::Less)
+        {
+            return Err(page.bad("page keys are out of order"));
+        }
         let key = inodes.first().map(|i| i.key.clone()).unwrap_or_default();
         Ok(Node {
             is_leaf,

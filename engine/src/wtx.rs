@@ -186,6 +186,10 @@ impl WriteTx {
             page.expect_tree_page(pgid)?;
             Node::read(&page, pgid, parent)?
         };
+        if parent.is_some() && node.inodes.is_empty() {
+            let page = self.page(pgid)?;
+            return Err(page.bad("an empty page below a branch"));
+        }
         let id = self.nodes.len();
         self.nodes.push(node);
         let wb = &mut self.buckets.get_mut()[b.0 as usize];

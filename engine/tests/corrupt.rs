@@ -6,12 +6,15 @@
 //! must never yield wrong data: the content is then exactly the older or the newer state.
 //!
 //! The bbolt format has no checksums on data pages, so a flipped byte inside a value can only be
-//! read back silently; for data-page damage these tests only demand "typed error or no harm
-//! done to the process", and they count how often each outcome occurs.
+//! read back silently; for data-page damage these tests demand a typed error or a read that does
+//! the process no harm, answers that no valid file can give must make check() fail, and a commit
+//! on top of the damage must fail with an error or leave a file that checks clean. They count
+//! how often each outcome occurs.
 //!
-//! Each test runs its body in a child process (see `common::run_test_in_child`), so that a
+//! Each sweep runs its body in a child process (see `common::run_test_in_child`), so that a
 //! SIGBUS on a truncated mapping, a stack overflow or a hang is reported with the case that
-//! caused it. Knob: `OXCD_CORRUPT_CASES` (random data-page cases, default 1500).
+//! caused it. Knobs: `OXCD_CORRUPT_CASES` (random data-page cases per test, default 1500) and
+//! `OXCD_CORRUPT_SEED` (seed of those cases).
 
 mod common;
 
@@ -636,7 +639,7 @@ fn writing_to_damaged_data_pages_never_crashes() {
     let path = dir.path().join("damaged");
     let mut rng = StdRng::seed_from_u64(env_u64("OXCD_CORRUPT_SEED", 19));
     let mut counts: BTreeMap<String, u32> = BTreeMap::new();
-    for n in 0..env_u64("OXCD_CORRUPT_CASES", 1500) / 5 {
+    for n in 0..env_u64("OXCD_CORRUPT_CASES", 1500) {
         let mut bytes = p.bytes.clone();
         let what = damage_data_page(&p, &mut rng, &mut bytes);
         println!("case write case {n}: {what}");
@@ -686,4 +689,89 @@ fn writing_to_damaged_data_pages_never_crashes() {
         *counts.entry(key).or_default() += 1;
     }
     println!("write-after-damage outcomes: {counts:#?}");
+}
+
+/// Creates a database with `fill`, lets `damage` edit the file's bytes, reopens it, runs
+/// `write` in one transaction and returns how that ended. A panic anywhere fails the test.
+fn write_after_patch(
+    fill: impl FnOnce(&mut oxcd_engine::WriteTx) -> oxcd_engine::Result<()>,
+    damage: impl FnOnce(&mut [u8]),
+    write: impl FnOnce(&mut oxcd_engine::WriteTx) -> oxcd_engine::Result<()>,
+) -> oxcd_engine::Result<()> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("db");
+    Db::open(&path, options(false))
+        .must("create")
+        .update(fill)
+        .must("fill");
+    let mut bytes = std::fs::read(&path).expect("read");
+    damage(&mut bytes);
+    std::fs::write(&path, &bytes).expect("write");
+    let db = Db::open(&path, options(false)).must("open damaged");
+    assert!(db.check().is_err(), "the damage must be visible to check()");
+    db.update(write)
+}
+
+/// Offset of the first leaf page whose first key starts with `prefix`.
+fn leaf_starting_with(bytes: &[u8], prefix: &[u8]) -> usize {
+    (2..bytes.len() / PAGE_SIZE)
+        .map(|id| id * PAGE_SIZE)
+        .find(|&at| {
+            let flags = u16::from_le_bytes([bytes[at + 8], bytes[at + 9]]);
+            let pos = u32::from_le_bytes(bytes[at + 20..at + 24].try_into().expect("4 bytes"));
+            flags == 0x02 && bytes[at + PAGE_HEADER_SIZE + pos as usize..].starts_with(prefix)
+        })
+        .expect("leaf page")
+}
+
+#[test]
+fn committing_over_a_zero_length_key_on_disk_is_an_error() {
+    // Proves: a leaf whose first key was damaged to length 0 makes commit fail, not panic.
+    let r = write_after_patch(
+        |tx| {
+            let b = tx.create_bucket(tx.root(), b"b")?;
+            for i in 0..200u32 {
+                tx.put(b, format!("k{i:03}").as_bytes(), &[7; 100])?;
+            }
+            Ok(())
+        },
+        |bytes| {
+            let leaf = leaf_starting_with(bytes, b"k000");
+            // ksize of element 0 (leaf element: flags, pos, ksize, vsize).
+            bytes[leaf + PAGE_HEADER_SIZE + 8..leaf + PAGE_HEADER_SIZE + 12].fill(0);
+        },
+        |tx| {
+            let b = tx.bucket(tx.root(), b"b")?.expect("bucket b");
+            tx.delete(b, b"k001")
+        },
+    );
+    assert!(r.is_err(), "commit over a damaged leaf succeeded");
+}
+
+#[test]
+fn committing_over_out_of_order_bucket_names_is_an_error() {
+    // Proves: a root leaf whose keys were damaged out of order makes commit fail, not panic.
+    let r = write_after_patch(
+        |tx| {
+            for name in [&b"alpha"[..], b"beta", b"gamma"] {
+                let b = tx.create_bucket(tx.root(), name)?;
+                tx.put(b, b"k", &[1; 3000])?; // too big to stay inline
+            }
+            Ok(())
+        },
+        |bytes| {
+            let leaf = leaf_starting_with(bytes, b"alpha");
+            // pos of element 2 ("gamma") now points at zero bytes: its name reads as 5 zeros.
+            let pos_at = leaf + PAGE_HEADER_SIZE + 2 * 16 + 4;
+            bytes[pos_at..pos_at + 4].copy_from_slice(&222u32.to_le_bytes());
+        },
+        |tx| {
+            for name in [&b"alpha"[..], b"beta"] {
+                let b = tx.bucket(tx.root(), name)?.expect("bucket");
+                tx.put(b, b"x", b"y")?;
+            }
+            Ok(())
+        },
+    );
+    assert!(r.is_err(), "commit over a damaged root leaf succeeded");
 }

@@ -8,7 +8,7 @@
 //! A SIGKILL leaves the page cache intact, so this proves atomicity and ordering of a commit's
 //! writes against a process crash, not durability against power loss.
 //!
-//! Knobs: `OXCD_CRASH_ROUNDS` (default 20).
+//! Knobs: `OXCD_CRASH_ROUNDS` (default 40).
 
 mod common;
 
@@ -240,7 +240,7 @@ fn parse_committed(line: &str) -> Option<u64> {
 #[test]
 fn crash_recovery_keeps_every_acknowledged_commit() {
     // Proves: after SIGKILL at random moments the file checks clean and keeps every acked commit.
-    let rounds = env_u64("OXCD_CRASH_ROUNDS", 20);
+    let rounds = env_u64("OXCD_CRASH_ROUNDS", 40);
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("db");
     // Create the file here so that no child is ever killed halfway through creating it.
