@@ -226,10 +226,29 @@ impl<'a> PageView<'a> {
     /// Index of the first element whose key is >= `key` (count() if none), and whether it
     /// is an exact match.
     pub(crate) fn search(&self, key: &[u8]) -> Result<(usize, bool)> {
+        // Key fields sit at the same offsets in leaf and branch elements except for their
+        // position: leaf (pos @4, ksize @8), branch (pos @0, ksize @4).
+        let (pos_at, ksize_at) = if self.is_leaf() {
+            (LEAF_POS, LEAF_KSIZE)
+        } else {
+            (BRANCH_POS, BRANCH_KSIZE)
+        };
         let (mut lo, mut hi) = (0usize, self.count());
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            match cmp_keys(self.key(mid)?, key) {
+            // Ask for the next probe's element headers early; the branch taken needs one.
+            prefetch(
+                self.bytes,
+                PAGE_HEADER_SIZE + (lo + (mid - lo) / 2) * LEAF_ELEMENT_SIZE,
+            );
+            prefetch(
+                self.bytes,
+                PAGE_HEADER_SIZE + (mid + 1 + (hi - mid) / 2) * LEAF_ELEMENT_SIZE,
+            );
+            let at = PAGE_HEADER_SIZE + mid * LEAF_ELEMENT_SIZE;
+            let pos = get_u32(self.bytes, at + pos_at);
+            let ksize = get_u32(self.bytes, at + ksize_at) as usize;
+            match cmp_keys(self.slice(at, pos, ksize)?, key) {
                 std::cmp::Ordering::Less => lo = mid + 1,
                 std::cmp::Ordering::Equal => return Ok((mid, true)),
                 std::cmp::Ordering::Greater => hi = mid,
@@ -237,4 +256,21 @@ impl<'a> PageView<'a> {
         }
         Ok((lo, false))
     }
+}
+
+/// Hints the CPU to load the cache line holding `bytes[at]`, if `at` is inside `bytes`.
+#[inline(always)]
+fn prefetch(bytes: &[u8], at: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if at < bytes.len() {
+        // SAFETY: prefetching is only a hint and never faults; the address is inside a live
+        // slice anyway.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                bytes.as_ptr().add(at) as *const i8,
+            )
+        };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (bytes, at);
 }
