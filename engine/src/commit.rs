@@ -36,6 +36,12 @@ impl WriteTx {
         result
     }
 
+    fn sync_if_durable(&self) {
+        if self.durable {
+            self.inner.sync();
+        }
+    }
+
     fn commit_inner(&mut self) -> Result<()> {
         let root = BucketId(0);
         self.rebalance_bucket(root)?;
@@ -53,7 +59,7 @@ impl WriteTx {
             .file
             .write_all_at(&meta_page, meta_at)
             .map_err(|e| Error::io(&self.inner.path, e))?;
-        self.inner.sync();
+        self.sync_if_durable();
         self.install()?;
         if self.inner.opts.strict {
             let tx = crate::Db {
@@ -172,7 +178,7 @@ impl WriteTx {
         if !run.is_empty() {
             self.pwritev(&run, run_start)?;
         }
-        self.inner.sync();
+        self.sync_if_durable();
         Ok(())
     }
 

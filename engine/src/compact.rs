@@ -37,7 +37,10 @@ struct Dest<'a> {
 impl Dest<'_> {
     fn tx(&mut self) -> Result<&mut WriteTx> {
         if self.tx.is_none() {
-            self.tx = Some(self.db.begin_write()?);
+            let mut tx = self.db.begin_write()?;
+            // Intermediate commits skip fdatasync; the final one in `compact` syncs them all.
+            tx.durable = false;
+            self.tx = Some(tx);
             self.handles.clear();
         }
         Ok(self.tx.as_mut().expect("just set"))
@@ -95,9 +98,14 @@ pub fn compact(
         total_bytes: 0,
     };
     copy_bucket(&rtx, rtx.root(), &mut dest, progress)?;
-    if let Some(tx) = dest.tx.take() {
-        tx.commit()?;
-    }
+    // One durable commit at the end: its fdatasync flushes every earlier commit's pages
+    // before its meta is written.
+    let mut last = match dest.tx.take() {
+        Some(tx) => tx,
+        None => dst.begin_write()?,
+    };
+    last.durable = true;
+    last.commit()?;
     progress(dest.total_bytes);
     Ok(())
 }

@@ -100,6 +100,9 @@ pub struct WriteTx {
     /// Pages written by this commit: first page id → bytes (with overflow pages).
     pub(crate) dirty: BTreeMap<u64, Vec<u8>>,
     pub(crate) finished: bool,
+    /// False for commits that need not be durable on their own (compaction's intermediate
+    /// commits into a file nobody uses yet; its last commit syncs everything).
+    pub(crate) durable: bool,
 }
 
 impl WriteTx {
@@ -125,6 +128,7 @@ impl WriteTx {
             nodes: Vec::new(),
             dirty: BTreeMap::new(),
             finished: false,
+            durable: true,
         }
     }
 
