@@ -33,17 +33,26 @@ impl<'a> Walk<'a> {
         }
     }
 
-    fn mark(&mut self, first: u64, count: u64) {
-        for id in first..first + count {
+    /// Marks pages reachable; returns false if any was already reachable (then the caller
+    /// must not descend again: a page reached twice may be a cycle).
+    fn mark(&mut self, first: u64, count: u64) -> bool {
+        let mut fresh = true;
+        for id in first..first.saturating_add(count) {
             match self.marks.get(id as usize).copied() {
-                None => self.problems.push(format!("page {id}: out of bounds")),
-                Some(REACHABLE) => self
-                    .problems
-                    .push(format!("page {id}: multiple references")),
+                None => {
+                    self.problems.push(format!("page {id}: out of bounds"));
+                    return false;
+                }
+                Some(REACHABLE) => {
+                    self.problems
+                        .push(format!("page {id}: multiple references"));
+                    fresh = false;
+                }
                 Some(FREE) => self.problems.push(format!("page {id}: reachable freed")),
                 Some(_) => self.marks[id as usize] = REACHABLE,
             }
         }
+        fresh
     }
 
     /// Walks a bucket tree rooted at `pgid` (or the inline page `inline`).
@@ -75,8 +84,9 @@ impl<'a> Walk<'a> {
         if let Err(e) = page.expect_tree_page(pgid) {
             return self.problems.push(e.to_string());
         }
-        self.mark(pgid, page.overflow() as u64 + 1);
-        self.tree_page(page, lo, hi, depth, false);
+        if self.mark(pgid, page.overflow() as u64 + 1) {
+            self.tree_page(page, lo, hi, depth, false);
+        }
     }
 
     fn tree_page(
@@ -167,7 +177,9 @@ pub(crate) fn check_tx(tx: &ReadTx) -> Result<()> {
     };
     if meta.freelist_pgid != NO_FREELIST {
         match tx.page(meta.freelist_pgid) {
-            Ok(p) => walk.mark(meta.freelist_pgid, p.overflow() as u64 + 1),
+            Ok(p) => {
+                walk.mark(meta.freelist_pgid, p.overflow() as u64 + 1);
+            }
             Err(e) => walk.problems.push(e.to_string()),
         }
     }

@@ -43,6 +43,11 @@ impl WriteTx {
     }
 
     fn commit_inner(&mut self) -> Result<()> {
+        if self.inner.is_poisoned() {
+            return Err(Error::Poisoned {
+                file: self.inner.path.clone(),
+            });
+        }
         let root = BucketId(0);
         self.rebalance_bucket(root)?;
         self.spill_bucket(root)?;
@@ -53,53 +58,57 @@ impl WriteTx {
         }
         self.write_freelist()?;
         self.write_pages()?;
+        // Everything that can fail happens before the meta is written: until then the
+        // previous state is intact on disk and a rollback is complete.
+        let map = self.mapping_for_new_state()?;
+        if self.inner.opts.strict {
+            let tx = crate::ReadTx::unregistered(self.inner.clone(), map.clone(), self.meta);
+            crate::check::check_tx(&tx)?;
+        }
         let meta_page = self.meta.encode_page(self.inner.page_size);
         let meta_at = (self.meta.txid % 2) * self.inner.page_size as u64;
-        self.inner
-            .file
-            .write_all_at(&meta_page, meta_at)
-            .map_err(|e| Error::io(&self.inner.path, e))?;
-        self.sync_if_durable();
-        self.install()?;
-        if self.inner.opts.strict {
-            let tx = crate::Db {
-                inner: self.inner.clone(),
-            };
-            tx.check()?;
+        if let Err(e) = self.inner.file.write_all_at(&meta_page, meta_at) {
+            // The meta may be partly on disk: nothing may run against this file any more.
+            self.inner.poison();
+            return Err(Error::io(&self.inner.path, e));
         }
+        self.sync_if_durable();
+        self.install(map);
         Ok(())
     }
 
-    /// Makes the committed state visible to new readers and frees the writer slot.
-    fn install(&mut self) -> Result<()> {
+    /// The mapping the new state needs: the current one, or a larger one if it grew.
+    fn mapping_for_new_state(&self) -> Result<Arc<Mapping>> {
         let needed = self.meta.high_water_pgid * self.inner.page_size as u64;
-        let new_map = if needed > self.map.len() {
-            let want = needed.max(self.inner.opts.initial_mmap_size);
-            let len =
-                mmap_size(want, self.inner.page_size as u64).ok_or_else(|| Error::MapTooLarge {
-                    file: self.inner.path.clone(),
-                })?;
-            Some(Arc::new(Mapping::new(
-                &self.inner.file,
-                &self.inner.path,
-                len,
-                self.inner.page_size,
-            )?))
-        } else {
-            None
-        };
+        if needed <= self.map.len() {
+            return Ok(self.map.clone());
+        }
+        let want = needed.max(self.inner.opts.initial_mmap_size);
+        let len =
+            mmap_size(want, self.inner.page_size as u64).ok_or_else(|| Error::MapTooLarge {
+                file: self.inner.path.clone(),
+            })?;
+        let map = Mapping::new(
+            &self.inner.file,
+            &self.inner.path,
+            len,
+            self.inner.page_size,
+        )?;
+        Ok(Arc::new(map))
+    }
+
+    /// Makes the committed state visible to new readers and frees the writer slot. Cannot
+    /// fail: the state is already durable.
+    fn install(&mut self, map: Arc<Mapping>) {
         {
             let mut shared = self.inner.shared.lock().expect("shared state lock");
             shared.meta = self.meta;
-            if let Some(map) = new_map {
-                shared.map = map;
-            }
+            shared.map = map;
         }
         self.finished = true;
         self.original_freelist = None;
         let freelist = std::mem::take(&mut self.freelist);
         self.inner.end_writer(freelist, self.file_len);
-        Ok(())
     }
 
     /// Allocates `count` contiguous pages: from the freelist, else past the high water mark.
@@ -449,6 +458,10 @@ impl WriteTx {
         for part in self.split(b, n) {
             self.free_node(part);
             let size = self.nodes[part].size();
+            if size > u32::MAX as usize {
+                // Element positions are u32: a page this large cannot be encoded.
+                return Err(Error::ValueTooLarge);
+            }
             let (id, mut buf) = self.page_buffer(size);
             self.nodes[part].write(&mut buf);
             self.dirty.insert(id, buf);

@@ -1,6 +1,7 @@
 //! Compaction (defragmentation): copying every bucket, key and sequence of one database into
 //! another, packed at a chosen fill percent, in transactions of bounded size.
 
+use crate::cursor::{TreeSource, MAX_TREE_DEPTH};
 use crate::error::Result;
 use crate::{BucketId, Db, TxRead, WriteTx};
 
@@ -119,6 +120,9 @@ fn copy_bucket(
     let mut cursor = rtx.cursor(b)?;
     let mut item = cursor.first()?;
     while let Some(i) = item {
+        if dest.path.len() >= MAX_TREE_DEPTH {
+            return Err(crate::cursor::too_deep(rtx.file_path()));
+        }
         if i.is_bucket {
             let child = rtx.bucket(b, i.key)?.ok_or(crate::Error::BucketNotFound)?;
             dest.path.push(i.key.to_vec());
@@ -130,6 +134,14 @@ fn copy_bucket(
             copy_bucket(rtx, child, dest, progress)?;
             dest.path.pop();
             dest.handles.truncate(dest.path.len());
+        } else if dest.path.is_empty() {
+            // bbolt's root bucket holds only buckets; a plain key there is damage.
+            let what = crate::Corruption::BadPage("a plain key in the root bucket".into());
+            return Err(crate::Error::Corrupted {
+                file: rtx.file_path().into(),
+                offset: 0,
+                what,
+            });
         } else {
             let h = dest.current()?;
             dest.tx()?.put(h, i.key, i.value)?;

@@ -67,7 +67,14 @@ impl<'a> NodeRef<'a> {
                 }
                 Ok(p.branch(i)?.1)
             }
-            NodeRef::Node(n) => Ok(n.inodes[i].pgid),
+            NodeRef::Node(n) => match n.inodes.get(i) {
+                Some(inode) => Ok(inode.pgid),
+                None => Err(Error::Corrupted {
+                    file: std::path::PathBuf::new(),
+                    offset: 0,
+                    what: crate::error::Corruption::BadPage("branch node has no elements".into()),
+                }),
+            },
         }
     }
 

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use crate::error::{Corruption, Error, Result};
@@ -74,6 +75,9 @@ pub(crate) struct Inner {
     pub(crate) shared: Mutex<Shared>,
     pub(crate) writer: Mutex<WriterSlot>,
     pub(crate) writer_free: Condvar,
+    /// Set when a durable write failed: the file's state on disk is unknown, so no further
+    /// write transaction may run until the database is reopened.
+    pub(crate) poisoned: AtomicBool,
 }
 
 /// A bbolt-format database file. Cheap to clone; all clones share one open file.
@@ -91,6 +95,10 @@ impl Db {
     /// Opens (creating if missing, unless read-only) the database at `path`.
     pub fn open(path: impl AsRef<Path>, opts: Options) -> Result<Db> {
         let path = path.as_ref().to_path_buf();
+        let ps = opts.page_size;
+        if ps != 0 && (!ps.is_power_of_two() || !(512..=(1 << 20)).contains(&ps)) {
+            return Err(Error::InvalidPageSize(ps));
+        }
         let file = OpenOptions::new()
             .read(true)
             .write(!opts.read_only)
@@ -144,6 +152,7 @@ impl Db {
                 file_len,
             }),
             writer_free: Condvar::new(),
+            poisoned: AtomicBool::new(false),
         };
         Ok(Db {
             inner: Arc::new(inner),
@@ -166,11 +175,34 @@ impl Db {
         if self.inner.opts.read_only {
             return Err(Error::ReadOnly);
         }
+        if self.inner.is_poisoned() {
+            return Err(Error::Poisoned {
+                file: self.inner.path.clone(),
+            });
+        }
         let mut slot = self.inner.writer.lock().expect("writer lock");
         while slot.freelist.is_none() {
             slot = self.inner.writer_free.wait(slot).expect("writer lock");
         }
         let mut freelist = slot.freelist.take().expect("checked above");
+        let txid = self
+            .inner
+            .shared
+            .lock()
+            .expect("shared state lock")
+            .meta
+            .txid;
+        if txid == u64::MAX {
+            slot.freelist = Some(freelist);
+            drop(slot);
+            self.inner.writer_free.notify_one();
+            let what = Corruption::BadPage("meta txid is at its largest value".into());
+            return Err(Error::Corrupted {
+                file: self.inner.path.clone(),
+                offset: 0,
+                what,
+            });
+        }
         let file_len = slot.file_len;
         drop(slot);
         let (meta, map) = {
@@ -287,17 +319,27 @@ impl Inner {
     ///
     /// Panics if fdatasync fails: after a failed fsync the kernel may have dropped the dirty
     /// pages, so nothing written since the last good sync may be acknowledged as durable, and
-    /// retrying cannot tell us otherwise.
+    /// retrying cannot tell us otherwise. The database is poisoned first, so other threads
+    /// holding it cannot write to it again (their `begin_write` and `commit` fail).
     pub(crate) fn sync(&self) {
         if self.opts.no_sync {
             return;
         }
         if let Err(e) = self.file.sync_data() {
+            self.poison();
             panic!(
                 "fdatasync of {} failed: {e}; refusing to continue",
                 self.path.display()
             );
         }
+    }
+
+    pub(crate) fn poison(&self) {
+        self.poisoned.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::SeqCst)
     }
 }
 
@@ -328,6 +370,14 @@ fn init_file(file: &File, path: &Path, page_size: usize) -> Result<()> {
     put_u16(&mut buf, leaf + PAGE_FLAGS, LEAF_PAGE);
     file.write_all_at(&buf, 0).map_err(|e| Error::io(path, e))?;
     file.sync_all().map_err(|e| Error::io(path, e))?;
+    // The new file's directory entry must survive a crash too.
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))?;
     Ok(())
 }
 

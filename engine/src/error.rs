@@ -42,6 +42,10 @@ pub enum Error {
         file: PathBuf,
         problems: Vec<String>,
     },
+    #[error("{}: a durable write failed earlier; reopen the database", file.display())]
+    Poisoned { file: PathBuf },
+    #[error("invalid page size {0}: must be a power of two from 512 to 1048576")]
+    InvalidPageSize(u32),
     #[error("{}: database would exceed the largest mappable size", file.display())]
     MapTooLarge { file: PathBuf },
 }

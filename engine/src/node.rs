@@ -67,6 +67,9 @@ impl Node {
         }
         // Node operations rely on non-empty, strictly ascending keys; a page breaking that
         // came from a damaged file and must not reach them.
+        if !is_leaf && inodes.is_empty() {
+            return Err(page.bad("branch page without elements"));
+        }
         if inodes.iter().any(|i| i.key.is_empty()) {
             return Err(page.bad("page holds an empty key"));
         }

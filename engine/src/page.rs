@@ -168,6 +168,9 @@ impl<'a> PageView<'a> {
 
     /// Checks that this is a branch or leaf page stored where it claims to be.
     pub(crate) fn expect_tree_page(&self, id: u64) -> Result<()> {
+        if id < 2 {
+            return Err(self.bad(&format!("a tree refers to meta page {id}")));
+        }
         let flags = self.flags();
         if flags & (BRANCH_PAGE | LEAF_PAGE) == 0 {
             return Err(self.bad(&format!(

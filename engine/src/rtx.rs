@@ -32,6 +32,8 @@ pub struct ReadTx {
     pub(crate) map: Arc<Mapping>,
     pub(crate) meta: Meta,
     buckets: Mutex<BucketTable>,
+    /// Whether `Db::begin_read` counted this snapshot among the open readers.
+    registered: bool,
 }
 
 /// Buckets opened by a read transaction; opening the same one again returns the same id, so
@@ -57,7 +59,16 @@ impl ReadTx {
                 entries: vec![root],
                 ..Default::default()
             }),
+            registered: true,
         }
+    }
+
+    /// A view of a state that is not published yet (the strict check before a commit's meta
+    /// is written); it is not counted among the readers.
+    pub(crate) fn unregistered(inner: Arc<Inner>, map: Arc<Mapping>, meta: Meta) -> ReadTx {
+        let mut tx = ReadTx::new(inner, map, meta);
+        tx.registered = false;
+        tx
     }
 
     /// The transaction id of the state this snapshot reads.
@@ -146,20 +157,28 @@ impl ReadTx {
         stats::page_info(self, id)
     }
 
-    fn rbucket(&self, b: BucketId) -> RBucket {
-        self.buckets.lock().expect("bucket table lock").entries[b.0 as usize]
+    /// The table entry of `b`; a handle this transaction did not issue is BucketNotFound.
+    fn rbucket(&self, b: BucketId) -> Result<RBucket> {
+        let table = self.buckets.lock().expect("bucket table lock");
+        table
+            .entries
+            .get(b.0 as usize)
+            .copied()
+            .ok_or(Error::BucketNotFound)
     }
 }
 
 impl Drop for ReadTx {
     fn drop(&mut self) {
-        self.inner.end_reader(self.meta.txid);
+        if self.registered {
+            self.inner.end_reader(self.meta.txid);
+        }
     }
 }
 
 impl TreeSource for ReadTx {
     fn root_ref(&self, bucket: BucketId) -> Result<NodeRef<'_>> {
-        let b = self.rbucket(bucket);
+        let b = self.rbucket(bucket)?;
         match b.inline {
             Some((off, len, file_off)) => {
                 let bytes = self.map.range(off, off + len);
@@ -188,7 +207,7 @@ impl TreeSource for ReadTx {
     }
 
     fn is_inline(&self, bucket: BucketId) -> bool {
-        self.rbucket(bucket).inline.is_some()
+        self.rbucket(bucket).is_ok_and(|b| b.inline.is_some())
     }
 }
 
@@ -226,7 +245,7 @@ impl TxRead for ReadTx {
             PageView::new(page, file_off, &self.map.path)?;
             Some((off, page.len(), file_off))
         } else {
-            if root_pgid >= self.meta.high_water_pgid {
+            if root_pgid < 2 || root_pgid >= self.meta.high_water_pgid {
                 let hw = self.meta.high_water_pgid;
                 return Err(self.map.corrupt(
                     0,
@@ -263,7 +282,7 @@ impl TxRead for ReadTx {
     }
 
     fn sequence(&self, bucket: BucketId) -> Result<u64> {
-        Ok(self.rbucket(bucket).sequence)
+        Ok(self.rbucket(bucket)?.sequence)
     }
 
     fn bucket_stats(&self, bucket: BucketId) -> Result<BucketStats> {

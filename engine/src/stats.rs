@@ -1,5 +1,7 @@
 //! Introspection for tools: bbolt's bucket statistics and per-page information.
 
+use std::collections::HashSet;
+
 use crate::cursor::{NodeRef, TreeSource, MAX_TREE_DEPTH};
 use crate::error::Result;
 use crate::layout::*;
@@ -64,8 +66,10 @@ fn overflow_of(n: &NodeRef<'_>) -> u64 {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn walk<T: TreeSource + TxRead>(
     tx: &T,
+    seen: &mut HashSet<u64>,
     b: BucketId,
     n: NodeRef<'_>,
     depth: u64,
@@ -75,6 +79,17 @@ fn walk<T: TreeSource + TxRead>(
 ) -> Result<()> {
     if depth as usize > MAX_TREE_DEPTH {
         return Err(crate::cursor::too_deep(tx.file_path()));
+    }
+    if let NodeRef::Page(p) = n {
+        if !inline && !seen.insert(p.id()) {
+            let what = crate::Corruption::BadPage(format!("page {} is reached twice", p.id()));
+            let file = tx.file_path().to_path_buf();
+            return Err(crate::Error::Corrupted {
+                file,
+                offset: p.offset,
+                what,
+            });
+        }
     }
     s.depth = s.depth.max(depth + 1);
     let used = used_bytes(&n)?;
@@ -94,7 +109,7 @@ fn walk<T: TreeSource + TxRead>(
             let item = n.item(i)?;
             if item.is_bucket {
                 if let Some(child) = tx.bucket(b, item.key)? {
-                    sub.add(&bucket_stats(tx, child)?);
+                    sub.add(&stats_at(tx, seen, child)?);
                 }
             }
         }
@@ -106,12 +121,22 @@ fn walk<T: TreeSource + TxRead>(
     s.branch_inuse += used;
     for i in 0..n.count() {
         let child = tx.child_ref(b, n.child(i)?)?;
-        walk(tx, b, child, depth + 1, false, s, sub)?;
+        walk(tx, seen, b, child, depth + 1, false, s, sub)?;
     }
     Ok(())
 }
 
 pub(crate) fn bucket_stats<T: TreeSource + TxRead>(tx: &T, b: BucketId) -> Result<BucketStats> {
+    stats_at(tx, &mut HashSet::new(), b)
+}
+
+/// Stats of one bucket; `seen` holds every page visited so far, so a damaged file whose
+/// trees share or loop through pages gives an error instead of endless recursion.
+fn stats_at<T: TreeSource + TxRead>(
+    tx: &T,
+    seen: &mut HashSet<u64>,
+    b: BucketId,
+) -> Result<BucketStats> {
     let root = tx.root_ref(b)?;
     let inline = tx.is_inline(b);
     let mut s = BucketStats {
@@ -122,7 +147,7 @@ pub(crate) fn bucket_stats<T: TreeSource + TxRead>(tx: &T, b: BucketId) -> Resul
         s.inline_bucket_n = 1;
     }
     let mut sub = BucketStats::default();
-    walk(tx, b, root, 0, inline, &mut s, &mut sub)?;
+    walk(tx, seen, b, root, 0, inline, &mut s, &mut sub)?;
     // As bbolt: nesting adds the deepest sub-bucket's depth, then sub-bucket totals are added.
     s.depth += sub.depth;
     s.add(&sub);

@@ -183,7 +183,7 @@ impl WriteTx {
                 return Ok(id);
             }
         }
-        let node = if pgid == 0 {
+        let node = if pgid == 0 && parent.is_none() {
             Node::read(&self.inline_page(b)?, 0, None)?
         } else {
             let page = self.page(pgid)?;
@@ -308,6 +308,13 @@ impl WriteTx {
 
     /// Deletes sub-bucket `name` of `parent` with everything in it.
     pub fn delete_bucket(&mut self, parent: BucketId, name: &[u8]) -> Result<()> {
+        self.delete_bucket_at(parent, name, 0)
+    }
+
+    fn delete_bucket_at(&mut self, parent: BucketId, name: &[u8], nesting: usize) -> Result<()> {
+        if nesting > MAX_TREE_DEPTH {
+            return Err(crate::cursor::too_deep(&self.map.path));
+        }
         self.live(parent)?;
         match self.locate(parent, name)?.1 {
             None => return Err(Error::BucketNotFound),
@@ -327,7 +334,7 @@ impl WriteTx {
             }
         }
         for sub in sub_buckets {
-            self.delete_bucket(child, &sub)?;
+            self.delete_bucket_at(child, &sub, nesting + 1)?;
         }
         self.free_bucket_pages(child)?;
         {
@@ -345,15 +352,26 @@ impl WriteTx {
     pub(crate) fn free_bucket_pages(&mut self, b: BucketId) -> Result<()> {
         let root = self.buckets.get_mut()[b.0 as usize].root_pgid;
         if root != 0 {
-            self.free_tree(b, root, 0)?;
+            let mut seen = std::collections::HashSet::new();
+            self.free_tree(b, root, 0, &mut seen)?;
         }
         self.buckets.get_mut()[b.0 as usize].root_pgid = 0;
         Ok(())
     }
 
-    fn free_tree(&mut self, b: BucketId, pgid: u64, depth: usize) -> Result<()> {
+    fn free_tree(
+        &mut self,
+        b: BucketId,
+        pgid: u64,
+        depth: usize,
+        seen: &mut std::collections::HashSet<u64>,
+    ) -> Result<()> {
         if depth > MAX_TREE_DEPTH {
             return Err(crate::cursor::too_deep(&self.map.path));
+        }
+        if !seen.insert(pgid) {
+            let what = crate::error::Corruption::BadPage(format!("page {pgid} is reached twice"));
+            return Err(self.map.corrupt(pgid * self.inner.page_size as u64, what));
         }
         let node = self.buckets.get_mut()[b.0 as usize]
             .nodes
@@ -385,7 +403,7 @@ impl WriteTx {
             }
         };
         for child in children {
-            self.free_tree(b, child, depth + 1)?;
+            self.free_tree(b, child, depth + 1, seen)?;
         }
         Ok(())
     }
@@ -405,7 +423,7 @@ impl WriteTx {
         self.live(bucket)?;
         self.materialize_root(bucket)?;
         let wb = &mut self.buckets.get_mut()[bucket.0 as usize];
-        wb.sequence += 1;
+        wb.sequence = wb.sequence.wrapping_add(1); // bbolt's uint64 increment wraps too
         Ok(wb.sequence)
     }
 
@@ -531,6 +549,14 @@ impl TxRead for WriteTx {
         }
         let root_pgid = get_u64(value, BUCKET_ROOT);
         let sequence = get_u64(value, BUCKET_SEQUENCE);
+        if root_pgid == 1 || root_pgid >= self.base.high_water_pgid {
+            let hw = self.base.high_water_pgid;
+            let what = crate::error::Corruption::PageOutOfRange {
+                pgid: root_pgid,
+                high_water: hw,
+            };
+            return Err(self.map.corrupt(0, what));
+        }
         let mut buckets = self.buckets.borrow_mut();
         let id = BucketId(buckets.len() as u32);
         buckets.push(WBucket::new(Some(parent), name, root_pgid, sequence));
