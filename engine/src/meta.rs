@@ -61,6 +61,18 @@ impl Meta {
         b
     }
 
+    /// Decodes the meta stored in a whole meta page (header included); None if the page is
+    /// too short to hold one. Nothing is validated: see `checksum_ok`.
+    pub fn from_page(page: &[u8]) -> Option<Meta> {
+        let fields = page.get(PAGE_HEADER_SIZE..PAGE_HEADER_SIZE + META_SIZE)?;
+        Some(Meta::decode(fields))
+    }
+
+    /// Whether the stored checksum matches the fields (bbolt's FNV-1a 64).
+    pub fn checksum_ok(&self) -> bool {
+        self.compute_checksum() == self.checksum
+    }
+
     /// The checksum this meta's fields should carry.
     pub(crate) fn compute_checksum(&self) -> u64 {
         fnv1a64(&self.encode_fields()[..META_CHECKSUM])
@@ -68,7 +80,7 @@ impl Meta {
 
     /// A full meta page (`page_size` bytes) for this meta, stored at page `txid % 2`, with a
     /// fresh checksum.
-    pub(crate) fn encode_page(&self, page_size: usize) -> Vec<u8> {
+    pub fn encode_page(&self, page_size: usize) -> Vec<u8> {
         let mut page = vec![0u8; page_size];
         put_u64(&mut page, PAGE_ID, self.txid % 2);
         put_u16(&mut page, PAGE_FLAGS, META_PAGE);

@@ -17,13 +17,10 @@
 use oxcd_engine::layout::{
     BRANCH_ELEMENT_SIZE, BRANCH_KSIZE, BRANCH_PAGE, BRANCH_PGID, BRANCH_POS, BUCKET_HEADER_SIZE,
     BUCKET_ROOT, BUCKET_SEQUENCE, FREELIST_COUNT_OVERFLOW, FREELIST_PAGE, LEAF_ELEMENT_SIZE,
-    LEAF_FLAGS, LEAF_KSIZE, LEAF_PAGE, LEAF_POS, LEAF_VSIZE, META_CHECKSUM, META_FLAGS,
-    META_FREELIST, META_MAGIC, META_PAGE, META_PAGE_SIZE, META_PGID, META_ROOT, META_TXID,
-    META_VERSION, PAGE_COUNT, PAGE_FLAGS, PAGE_HEADER_SIZE, PAGE_ID, PAGE_OVERFLOW,
+    LEAF_FLAGS, LEAF_KSIZE, LEAF_PAGE, LEAF_POS, LEAF_VSIZE, META_PAGE, PAGE_COUNT, PAGE_FLAGS,
+    PAGE_HEADER_SIZE, PAGE_ID, PAGE_OVERFLOW,
 };
-
-/// Where the root bucket's sequence sits in the meta: its root field is a bucket header.
-const META_SEQUENCE: usize = META_ROOT + BUCKET_SEQUENCE;
+use oxcd_engine::Meta;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PageHeader {
@@ -31,22 +28,6 @@ pub struct PageHeader {
     pub flags: u16,
     pub count: u16,
     pub overflow: u32,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MetaFields {
-    pub magic: u32,
-    pub version: u32,
-    pub page_size: u32,
-    pub flags: u32,
-    pub root_pgid: u64,
-    pub sequence: u64,
-    pub freelist_pgid: u64,
-    pub high_water_pgid: u64,
-    pub txid: u64,
-    pub checksum: u64,
-    /// FNV-1a 64 of the bytes before the checksum field equals `checksum`.
-    pub checksum_ok: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,7 +45,7 @@ pub struct LeafElement<'a> {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PageBody<'a> {
-    Meta(MetaFields),
+    Meta(Meta),
     Freelist(Vec<u64>),
     Branch(Vec<BranchElement<'a>>),
     Leaf(Vec<LeafElement<'a>>),
@@ -126,23 +107,8 @@ pub fn decode_body<'a>(page: &'a [u8], header: &PageHeader) -> Result<PageBody<'
     }
 }
 
-pub fn decode_meta(page: &[u8]) -> Result<MetaFields, String> {
-    let at = |offset: usize| PAGE_HEADER_SIZE + offset;
-    let checksummed = slice(page, at(0), META_CHECKSUM, "meta")?;
-    let checksum = read_u64(page, at(META_CHECKSUM))?;
-    Ok(MetaFields {
-        magic: read_u32(page, at(META_MAGIC))?,
-        version: read_u32(page, at(META_VERSION))?,
-        page_size: read_u32(page, at(META_PAGE_SIZE))?,
-        flags: read_u32(page, at(META_FLAGS))?,
-        root_pgid: read_u64(page, at(META_ROOT))?,
-        sequence: read_u64(page, at(META_SEQUENCE))?,
-        freelist_pgid: read_u64(page, at(META_FREELIST))?,
-        high_water_pgid: read_u64(page, at(META_PGID))?,
-        txid: read_u64(page, at(META_TXID))?,
-        checksum,
-        checksum_ok: fnv1a64(checksummed) == checksum,
-    })
+pub fn decode_meta(page: &[u8]) -> Result<Meta, String> {
+    Meta::from_page(page).ok_or_else(|| "meta page too short".to_string())
 }
 
 pub fn decode_freelist(page: &[u8], count: u16) -> Result<Vec<u64>, String> {
@@ -206,15 +172,6 @@ pub fn decode_bucket_value(value: &[u8]) -> Option<BucketValue> {
         root_pgid,
         sequence,
         inline_items,
-    })
-}
-
-/// FNV-1a, 64 bit: bbolt's meta checksum.
-pub fn fnv1a64(bytes: &[u8]) -> u64 {
-    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    bytes.iter().fold(OFFSET_BASIS, |hash, &byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(PRIME)
     })
 }
 
@@ -348,36 +305,32 @@ mod tests {
         assert!(decode_freelist(&page, FREELIST_COUNT_OVERFLOW).is_err());
     }
 
-    // Meta fields come from their named offsets and the FNV-1a checksum is verified.
+    // Meta fields are decoded by the engine and a changed byte fails the checksum.
     #[test]
     fn meta_fields_and_checksum() {
-        let mut page = header(0, META_PAGE, 0, 4096);
-        let base = PAGE_HEADER_SIZE;
-        put_u32(&mut page, base + META_MAGIC, MAGIC);
-        put_u32(&mut page, base + META_VERSION, 2);
-        put_u32(&mut page, base + META_PAGE_SIZE, 4096);
-        put_u64(&mut page, base + META_ROOT, 3);
-        put_u64(&mut page, base + META_FREELIST, 2);
-        put_u64(&mut page, base + META_PGID, 4);
-        put_u64(&mut page, base + META_TXID, 1);
-        let sum = fnv1a64(&page[base..base + META_CHECKSUM]);
-        put_u64(&mut page, base + META_CHECKSUM, sum);
-        let meta = decode_meta(&page).unwrap();
-        assert_eq!((meta.magic, meta.version, meta.page_size), (MAGIC, 2, 4096));
+        let meta = Meta {
+            magic: MAGIC,
+            version: 2,
+            page_size: 4096,
+            flags: 0,
+            root_pgid: 3,
+            sequence: 0,
+            freelist_pgid: 2,
+            high_water_pgid: 4,
+            txid: 1,
+            checksum: 0,
+        };
+        let mut page = meta.encode_page(4096);
+        let back = decode_meta(&page).unwrap();
+        assert_eq!((back.magic, back.version, back.page_size), (MAGIC, 2, 4096));
         assert_eq!(
-            (meta.root_pgid, meta.freelist_pgid, meta.high_water_pgid),
+            (back.root_pgid, back.freelist_pgid, back.high_water_pgid),
             (3, 2, 4)
         );
-        assert!(meta.checksum_ok);
-        page[base + META_TXID] = 2;
-        assert!(!decode_meta(&page).unwrap().checksum_ok);
-    }
-
-    // FNV-1a 64 matches its published test vectors.
-    #[test]
-    fn fnv_vectors() {
-        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert!(back.checksum_ok());
+        page[PAGE_HEADER_SIZE + oxcd_engine::layout::META_TXID] = 2;
+        assert!(!decode_meta(&page).unwrap().checksum_ok());
+        assert!(decode_meta(&page[..40]).is_err());
     }
 
     // Bucket values give root and sequence, plus the inline page's count when root is 0.

@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::encoding::{self, ByteFormat};
 use oxcd_engine::layout::BUCKET_LEAF_FLAG;
 
-use super::decode::{self, BucketValue, MetaFields, PageBody};
+use super::decode::{self, BucketValue, PageBody};
 use super::{open_read_only, write_json, ToolError};
 
 #[derive(Debug, clap::Args)]
@@ -183,7 +183,7 @@ pub fn build_report(
     Ok(report)
 }
 
-fn meta_json(meta: &MetaFields) -> MetaJson {
+fn meta_json(meta: &oxcd_engine::Meta) -> MetaJson {
     MetaJson {
         magic: format!("{:#010x}", meta.magic),
         version: meta.version,
@@ -195,7 +195,7 @@ fn meta_json(meta: &MetaFields) -> MetaJson {
         high_water_pgid: meta.high_water_pgid,
         txid: meta.txid,
         checksum: format!("{:#018x}", meta.checksum),
-        checksum_ok: meta.checksum_ok,
+        checksum_ok: meta.checksum_ok(),
     }
 }
 
