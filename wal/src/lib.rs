@@ -1,24 +1,31 @@
-//! oxcd-wal: etcd's write-ahead log format (`$seq-$index.wal` segments) and snap files.
+//! oxcd-wal: etcd 3.4's write-ahead log (`%016x-%016x.wal` segments in `member/wal`) and
+//! snap files (`member/snap/*.snap`), byte-compatible with etcd so data directories and
+//! tools interoperate.
 //!
-//! This crate is filled by issue 2. For now it owns only the CRC-32C chain rule that every
-//! later piece builds on: each record's checksum continues the running CRC of the records
-//! before it, so a segment can be verified without the ones before it given the seed.
+//! The formats are described in `wal/FORMAT.md`. `Wal` creates, opens (replaying from a
+//! snapshot mark), appends with one write and one fdatasync per `save`, cuts segments and
+//! purges old ones; `WalReader` / `read_records` stream every verified record for tools;
+//! `read_all` reads without opening for writing; `repair` cuts off a torn tail; `Snapshotter`
+//! handles snap files. Knows nothing of MVCC or of what entries mean.
 #![forbid(unsafe_code)]
 
-/// Extends a running CRC-32C (Castagnoli) over `data`, as etcd's WAL chains record checksums.
-pub fn chain_crc(previous: u32, data: &[u8]) -> u32 {
-    crc32c::crc32c_append(previous, data)
-}
+mod decode;
+mod error;
+mod io;
+pub mod layout;
+pub mod pb;
+mod pipeline;
+mod read;
+mod repair;
+mod replay;
+pub mod snap;
+mod wal;
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn chaining_equals_checksum_of_concatenation() {
-        // Proves the chain rule: crc(a) extended by b equals crc(a ++ b).
-        let whole = crc32c::crc32c(b"hello world");
-        assert_eq!(chain_crc(chain_crc(0, b"hello "), b"world"), whole);
-        assert_ne!(chain_crc(0, b"hello"), chain_crc(0, b"hellp"));
-    }
-}
+pub use decode::RecordBody;
+pub use error::{Corruption, Error, Result};
+pub use pb::{ConfState, Entry, EntryType, HardState, Snapshot, SnapshotMark, SnapshotMetadata};
+pub use read::{read_records, DumpRecord, TornTail, WalReader};
+pub use repair::{repair, RepairOutcome};
+pub use replay::{read_all, ReadAll};
+pub use snap::{read_snap_file, Snapshotter};
+pub use wal::{Wal, WalOptions};
