@@ -13,7 +13,7 @@ use prost::Message;
 
 use crate::error::{Error, Result};
 use crate::io::{
-    fsync_dir, open_locked, preallocate, try_lock, PwriteWriter, SegmentWriter, WriterFactory,
+    choose_io, fsync_dir, open_locked, preallocate, try_lock, IoMode, SegmentWriter, WriterFactory,
 };
 use crate::layout::{
     append_frame, chain_crc, wal_name, RecordType, DEFAULT_SEGMENT_SIZE_BYTES, MAX_RECORD_BYTES,
@@ -26,13 +26,16 @@ use crate::replay::{replay, ReadAll};
 /// Room left in a record for its header, so that a payload within the limit always fits.
 const RECORD_HEADER_ALLOWANCE: u64 = 64;
 
-/// How a WAL is sized and purged.
+/// How a WAL is sized, purged and written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WalOptions {
     /// A segment is cut once its write offset reaches this (default 64 MB, etcd's).
     pub segment_size_bytes: u64,
     /// `purge` keeps at least this many segments (etcd's `--max-wals`, default 5).
     pub max_wals: usize,
+    /// The write path: io_uring, pwrite, or (default) io_uring when it works here. See
+    /// `IoMode` and the `OXCD_WAL_IO` environment variable.
+    pub io: IoMode,
 }
 
 impl Default for WalOptions {
@@ -40,6 +43,7 @@ impl Default for WalOptions {
         WalOptions {
             segment_size_bytes: DEFAULT_SEGMENT_SIZE_BYTES,
             max_wals: 5,
+            io: IoMode::Auto,
         }
     }
 }
@@ -73,6 +77,8 @@ pub struct Wal {
     pipeline: Pipeline,
     poisoned: bool,
     make_writer: WriterFactory,
+    /// The write path in use (never `Auto`).
+    io_mode: IoMode,
     buf: Vec<u8>,
 }
 
@@ -85,6 +91,7 @@ impl std::fmt::Debug for Wal {
             .field("last_index", &self.last_index)
             .field("hard_state", &self.hard_state)
             .field("poisoned", &self.poisoned)
+            .field("io_mode", &self.io_mode)
             .finish_non_exhaustive()
     }
 }
@@ -92,15 +99,24 @@ impl std::fmt::Debug for Wal {
 impl Wal {
     /// Creates a WAL in `dir` holding `metadata` and the snapshot mark (0, 0), atomically: it
     /// is built in `dir.tmp` and renamed. Fails with `AlreadyExists` if `dir` has segments.
+    /// Writes go through the path `opts.io` selects (see `IoMode`); an unavailable
+    /// `IoMode::Uring` is an `Io` error.
     pub fn create(dir: &Path, metadata: &[u8], opts: WalOptions) -> Result<Wal> {
-        Wal::create_with(dir, metadata, opts, PwriteWriter::boxed)
+        let io = choose_io(dir, opts.io)?;
+        let mut wal = Wal::create_with(dir, metadata, opts, io.factory)?;
+        wal.io_mode = io.mode;
+        Ok(wal)
     }
 
     /// Opens the WAL in `dir` at snapshot mark `at` (which must have been saved in it): reads
     /// and verifies every segment from the one holding `at.index`, zeroes a torn tail, and
     /// returns the WAL positioned to append along with what it holds after `at`.
+    /// Writes go through the path `opts.io` selects, as for `create`.
     pub fn open(dir: &Path, at: SnapshotMark, opts: WalOptions) -> Result<(Wal, ReadAll)> {
-        Wal::open_with(dir, at, opts, PwriteWriter::boxed)
+        let io = choose_io(dir, opts.io)?;
+        let (mut wal, read_all) = Wal::open_with(dir, at, opts, io.factory)?;
+        wal.io_mode = io.mode;
+        Ok((wal, read_all))
     }
 
     pub(crate) fn create_with(
@@ -146,6 +162,8 @@ impl Wal {
             offset: buf.len() as u64,
             poisoned: false,
             make_writer,
+            // `create` records the mode it chose; a test's own factory writes like pwrite.
+            io_mode: IoMode::Pwrite,
             buf,
         })
     }
@@ -180,7 +198,7 @@ impl Wal {
             .file
             .try_clone()
             .map_err(|e| Error::io(&tail_path, e))?;
-        let mut tail = make_writer(tail_file);
+        let mut tail = make_writer(tail_file).map_err(|e| Error::io(&tail_path, e))?;
         if tail_info.dirty {
             // Bytes of a torn write: never acknowledged, and in the way of new frames.
             tail.set_len_durable(tail_info.valid_end)
@@ -201,6 +219,8 @@ impl Wal {
             offset: tail_info.valid_end,
             poisoned: false,
             make_writer,
+            // `open` records the mode it chose; a test's own factory writes like pwrite.
+            io_mode: IoMode::Pwrite,
             buf: Vec::new(),
         };
         if tail_info.records == 0 {
@@ -320,6 +340,11 @@ impl Wal {
         &self.metadata
     }
 
+    /// The write path in use: `IoMode::Uring` or `IoMode::Pwrite`, never `Auto`.
+    pub fn io_mode(&self) -> IoMode {
+        self.io_mode
+    }
+
     /// Names of the segments this WAL holds locked, oldest first; the last is the tail.
     pub fn held_segments(&self) -> Vec<String> {
         self.held.iter().map(|s| s.name.name.clone()).collect()
@@ -387,7 +412,7 @@ impl Wal {
             .file
             .try_clone()
             .map_err(|e| Error::io(&spare.path, e))?;
-        let mut writer = (self.make_writer)(writer_file);
+        let mut writer = (self.make_writer)(writer_file).map_err(|e| Error::io(&spare.path, e))?;
         self.buf.clear();
         let crc = self.encode_header();
         writer
@@ -442,7 +467,8 @@ fn write_first_segment(
     let mut crc = chain_crc(0, metadata);
     append_frame(buf, RecordType::Metadata, crc, Some(metadata));
     crc = append_body(buf, RecordType::Snapshot, crc, &SnapshotMark::default())?;
-    let mut tail = make_writer(file.try_clone().map_err(|e| Error::io(&path, e))?);
+    let mut tail = make_writer(file.try_clone().map_err(|e| Error::io(&path, e))?)
+        .map_err(|e| Error::io(&path, e))?;
     tail.write_durable(buf, 0)
         .map_err(|e| Error::io(&path, e))?;
     Ok((HeldSegment { name, file }, tail, crc))

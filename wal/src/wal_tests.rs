@@ -16,6 +16,7 @@ fn small() -> WalOptions {
     WalOptions {
         segment_size_bytes: 1024,
         max_wals: 5,
+        io: IoMode::Pwrite,
     }
 }
 

@@ -8,7 +8,8 @@
 //!
 //! A SIGKILL leaves the page cache intact, so this proves the ordering and atomicity of the
 //! WAL's writes, renames and purges against a process crash, not durability against power
-//! loss. Knobs: `OXCD_CRASH_ROUNDS` (default 30).
+//! loss. Runs once per write path (`pwrite::...`, `uring::...`); the child learns its path from
+//! `OXCD_WAL_CRASH_IO`. Knobs: `OXCD_CRASH_ROUNDS` (default 30 per path).
 
 mod common;
 
@@ -20,11 +21,13 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{entry, opts, splitmix64, state, METADATA};
-use oxcd_wal::{read_records, Entry, ReadAll, RecordBody, SnapshotMark, Wal, WalOptions};
+use oxcd_wal::{read_records, Entry, IoMode, ReadAll, RecordBody, SnapshotMark, Wal, WalOptions};
 use rand::Rng;
 
 /// Environment variable that carries the WAL directory to the child.
 const DIR_ENV: &str = "OXCD_WAL_CRASH_DIR";
+/// Environment variable that carries the write path (`IoMode`) to the child.
+const IO_ENV: &str = "OXCD_WAL_CRASH_IO";
 /// How long a child runs if nobody kills it (a safety net against orphans).
 const CHILD_LIFETIME: Duration = Duration::from_secs(60);
 /// A snapshot mark is saved (and old segments purged) every this many entries.
@@ -32,10 +35,10 @@ const SNAPSHOT_EVERY: u64 = 300;
 /// Largest batch a child saves in one call.
 const MAX_BATCH: u64 = 8;
 
-fn wal_opts() -> WalOptions {
+fn wal_opts(io: IoMode) -> WalOptions {
     WalOptions {
         max_wals: 3,
-        ..opts(32 * 1024)
+        ..opts(32 * 1024, io)
     }
 }
 
@@ -65,8 +68,17 @@ fn crash_child() {
         return;
     };
     let dir = Path::new(&dir);
+    let io: IoMode = std::env::var(IO_ENV)
+        .expect("child: write path")
+        .parse()
+        .expect("child: IoMode");
     let mark = newest_mark(dir);
-    let (mut wal, read) = Wal::open(dir, mark, wal_opts()).expect("child: open");
+    let (mut wal, read) = Wal::open(dir, mark, wal_opts(io)).expect("child: open");
+    assert_eq!(
+        wal.io_mode(),
+        io,
+        "child: writes through the path asked for"
+    );
     let mut next = last_index(mark, &read) + 1;
     let deadline = Instant::now() + CHILD_LIFETIME;
     let mut out = std::io::stdout().lock();
@@ -96,8 +108,7 @@ fn parse_saved(line: &str) -> Option<u64> {
     line[at + "saved ".len()..].trim().parse().ok()
 }
 
-#[test]
-fn crash_recovery_keeps_every_acknowledged_save() {
+fn crash_recovery_keeps_every_acknowledged_save(io: IoMode) {
     // Proves: after SIGKILL at random moments every acknowledged entry survives, intact.
     let rounds = std::env::var("OXCD_CRASH_ROUNDS")
         .ok()
@@ -105,15 +116,15 @@ fn crash_recovery_keeps_every_acknowledged_save() {
         .unwrap_or(30u64);
     let root = tempfile::tempdir().expect("tempdir");
     let dir = root.path().join("wal");
-    drop(Wal::create(&dir, METADATA, wal_opts()).expect("create"));
+    drop(Wal::create(&dir, METADATA, wal_opts(io)).expect("create"));
     let mut rng = rand::thread_rng();
     let mut recovered = 0u64;
     let mut purged_rounds = 0;
     for round in 0..rounds {
-        let (acked, child_err) = run_and_kill(&dir, round, &mut rng);
+        let (acked, child_err) = run_and_kill(&dir, io, round, &mut rng);
         let floor = acked.unwrap_or(recovered);
         let mark = newest_mark(&dir);
-        let (wal, read) = Wal::open(&dir, mark, wal_opts()).unwrap_or_else(|e| {
+        let (wal, read) = open_after_kill(&dir, mark, io).unwrap_or_else(|e| {
             panic!("round {round}: reopen after kill failed: {e}\nchild stderr:\n{child_err}")
         });
         drop(wal);
@@ -149,16 +160,32 @@ fn crash_recovery_keeps_every_acknowledged_save() {
         println!("round {round}: acknowledged {acked:?}, recovered {found} after mark {mark:?}");
         recovered = found;
     }
-    println!("{rounds} rounds, {recovered} entries, {purged_rounds} rounds after a purge");
+    println!("{io}: {rounds} rounds, {recovered} entries, {purged_rounds} rounds after a purge");
     assert!(
         recovered > 0,
         "no child ever saved an entry: the test proved nothing"
     );
 }
 
-/// Starts a child on `dir`, kills it at a random moment and returns the last entry it
-/// acknowledged (None if none) and its stderr.
-fn run_and_kill(dir: &Path, round: u64, rng: &mut impl Rng) -> (Option<u64>, String) {
+/// Opens the WAL a killed child wrote. The segment locks of a child killed during an
+/// io_uring write are released only once the kernel has finished the ring's in-flight
+/// operations, which can be a moment after the child was reaped: `Locked` is retried until a
+/// deadline.
+fn open_after_kill(dir: &Path, mark: SnapshotMark, io: IoMode) -> oxcd_wal::Result<(Wal, ReadAll)> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match Wal::open(dir, mark, wal_opts(io)) {
+            Err(oxcd_wal::Error::Locked { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Starts a child writing through `io` on `dir`, kills it at a random moment and returns the
+/// last entry it acknowledged (None if none) and its stderr.
+fn run_and_kill(dir: &Path, io: IoMode, round: u64, rng: &mut impl Rng) -> (Option<u64>, String) {
     let mut child = Command::new(std::env::current_exe().expect("current_exe"))
         .args([
             "crash_child",
@@ -168,6 +195,7 @@ fn run_and_kill(dir: &Path, round: u64, rng: &mut impl Rng) -> (Option<u64>, Str
             "--test-threads=1",
         ])
         .env(DIR_ENV, dir)
+        .env(IO_ENV, io.as_str())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -228,3 +256,5 @@ fn run_and_kill(dir: &Path, round: u64, rng: &mut impl Rng) -> (Option<u64>, Str
     }
     (max_ack.max(acked_rx.try_iter().max()), err)
 }
+
+common::io_mode_tests!(crash_recovery_keeps_every_acknowledged_save);

@@ -15,7 +15,7 @@ use std::process::Command;
 
 use common::{build, entry, state, METADATA};
 use oxcd_wal::{
-    read_all, read_records, ConfState, Entry, EntryType, HardState, Snapshot, SnapshotMark,
+    read_all, read_records, ConfState, Entry, EntryType, HardState, IoMode, Snapshot, SnapshotMark,
     SnapshotMetadata, Snapshotter, Wal, WalOptions,
 };
 
@@ -127,7 +127,7 @@ fn etcd_reads_our_wal_and_we_read_its_appends() {
     let tool = walcheck();
     let root = tempfile::tempdir().expect("tempdir");
     let dir = root.path().join("wal");
-    let mut wal = build(&dir, 300, 4096);
+    let mut wal = build(&dir, 300, 4096, IoMode::Auto);
     let mark = SnapshotMark {
         index: 120,
         term: entry(120).term,
@@ -161,6 +161,7 @@ fn etcd_reads_our_wal_and_we_read_its_appends() {
     let opts = WalOptions {
         segment_size_bytes: 4096,
         max_wals: 5,
+        ..WalOptions::default()
     };
     let (mut wal, _) = Wal::open(&dir, ZERO, opts).expect("open after etcd");
     let more: Vec<Entry> = (501..=560).map(entry).collect();

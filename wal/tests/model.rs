@@ -48,7 +48,7 @@ proptest! {
         // Proves read-back equals the model for any mix of saves, marks and reopens.
         let root = tempfile::tempdir().expect("tempdir");
         let dir = root.path().join("wal");
-        let opts = WalOptions { segment_size_bytes: segment, max_wals: 5 };
+        let opts = WalOptions { segment_size_bytes: segment, max_wals: 5, ..WalOptions::default() };
         let mut wal = Some(Wal::create(&dir, METADATA, opts.clone()).expect("create"));
         let mut model = ReadAll { metadata: METADATA.to_vec(), ..ReadAll::default() };
         let mut marks = vec![SnapshotMark::default()];

@@ -1,31 +1,31 @@
 //! Round trips through the writer and the readers: many segment cuts, reopen and continue,
 //! the CRC chain across segments, snapshot marks, raft's overwrite rule, release and purge,
-//! and the errors of create and open.
+//! and the errors of create and open. Each test runs once per write path (`pwrite::NAME`,
+//! `uring::NAME`).
 
 mod common;
 
 use common::{build, entry, opts, segments, state, METADATA};
 use oxcd_wal::layout::{chain_crc, parse_wal_name};
 use oxcd_wal::{
-    read_all, read_records, Corruption, Entry, Error, HardState, RecordBody, SnapshotMark, Wal,
-    WalReader,
+    probe_io_uring, read_all, read_records, Corruption, Entry, Error, HardState, IoMode,
+    RecordBody, SnapshotMark, Wal, WalOptions, WalReader, IO_MODE_ENV,
 };
 use prost::Message;
 
 const ZERO: SnapshotMark = SnapshotMark { index: 0, term: 0 };
 
-#[test]
-fn entries_survive_many_cuts_and_reopen() {
+fn entries_survive_many_cuts_and_reopen(io: IoMode) {
     // Proves every saved entry and the last hard state come back across ~30 segment cuts.
     let dir = tempfile::tempdir().expect("tempdir");
     let wal_dir = dir.path().join("wal");
-    let wal = build(&wal_dir, 600, 4096);
+    let wal = build(&wal_dir, 600, 4096, io);
     let held = wal.held_segments();
     drop(wal);
     let files = segments(&wal_dir);
     assert!(files.len() >= 20, "only {} segments", files.len());
     assert_eq!(held.len(), files.len(), "a fresh WAL holds every segment");
-    let (wal, read) = Wal::open(&wal_dir, ZERO, opts(4096)).expect("open");
+    let (wal, read) = Wal::open(&wal_dir, ZERO, opts(4096, io)).expect("open");
     assert_eq!(read.metadata, METADATA);
     assert_eq!(read.hard_state, state(600));
     assert_eq!(read.entries, (1..=600).map(entry).collect::<Vec<_>>());
@@ -33,12 +33,11 @@ fn entries_survive_many_cuts_and_reopen() {
     assert_eq!(read_all(&wal_dir, ZERO).expect("read_all"), read);
 }
 
-#[test]
-fn segment_names_and_headers_follow_etcd() {
+fn segment_names_and_headers_follow_etcd(io: IoMode) {
     // Proves names are (seq+1, last index+1) and each segment starts crc, metadata, state.
     let dir = tempfile::tempdir().expect("tempdir");
     let wal_dir = dir.path().join("wal");
-    drop(build(&wal_dir, 300, 2048));
+    drop(build(&wal_dir, 300, 2048, io));
     let records = read_records(&wal_dir).expect("records");
     let mut last_entry = 0;
     let mut last_state = None;
@@ -67,12 +66,11 @@ fn segment_names_and_headers_follow_etcd() {
     assert!(expected_seq > 10);
 }
 
-#[test]
-fn crc_chain_continues_across_segments() {
+fn crc_chain_continues_across_segments(io: IoMode) {
     // Proves each crc record carries the running CRC-32C of all earlier record data.
     let dir = tempfile::tempdir().expect("tempdir");
     let wal_dir = dir.path().join("wal");
-    drop(build(&wal_dir, 200, 2048));
+    drop(build(&wal_dir, 200, 2048, io));
     let mut running = 0u32;
     let mut crc_records = 0;
     for r in read_records(&wal_dir).expect("records") {
@@ -93,12 +91,11 @@ fn crc_chain_continues_across_segments() {
     assert!(crc_records > 5);
 }
 
-#[test]
-fn a_broken_crc_record_is_corruption() {
+fn a_broken_crc_record_is_corruption(io: IoMode) {
     // Proves a segment whose crc record does not match the previous segment is rejected.
     let dir = tempfile::tempdir().expect("tempdir");
     let wal_dir = dir.path().join("wal");
-    drop(build(&wal_dir, 100, 2048));
+    drop(build(&wal_dir, 100, 2048, io));
     let second = segments(&wal_dir)[1].clone();
     let mut bytes = std::fs::read(&second).expect("read");
     // Frame at 0: length word, then 08 04 10 <crc varint>; flip a bit of the crc's first byte.
@@ -114,15 +111,14 @@ fn a_broken_crc_record_is_corruption() {
     }
 }
 
-#[test]
-fn reopen_and_continue_many_times() {
+fn reopen_and_continue_many_times(io: IoMode) {
     // Proves a WAL reopened repeatedly appends after what it read, across cuts.
     let dir = tempfile::tempdir().expect("tempdir");
     let wal_dir = dir.path().join("wal");
-    drop(Wal::create(&wal_dir, METADATA, opts(3000)).expect("create"));
+    drop(Wal::create(&wal_dir, METADATA, opts(3000, io)).expect("create"));
     let mut next = 1;
     for round in 0..12u64 {
-        let (mut wal, read) = Wal::open(&wal_dir, ZERO, opts(3000)).expect("open");
+        let (mut wal, read) = Wal::open(&wal_dir, ZERO, opts(3000, io)).expect("open");
         assert_eq!(read.entries.len() as u64, next - 1, "round {round}");
         for _ in 0..(5 + round * 3) {
             wal.save(Some(&state(next)), &[entry(next)]).expect("save");
@@ -134,12 +130,11 @@ fn reopen_and_continue_many_times() {
     assert_eq!(read.hard_state, state(next - 1));
 }
 
-#[test]
-fn open_at_a_snapshot_returns_only_later_entries() {
+fn open_at_a_snapshot_returns_only_later_entries(io: IoMode) {
     // Proves opening at a saved mark skips earlier entries and earlier segments.
     let dir = tempfile::tempdir().expect("tempdir");
     let wal_dir = dir.path().join("wal");
-    let mut wal = build(&wal_dir, 150, 2048);
+    let mut wal = build(&wal_dir, 150, 2048, io);
     let mark = SnapshotMark {
         index: 120,
         term: entry(120).term,
@@ -149,7 +144,7 @@ fn open_at_a_snapshot_returns_only_later_entries() {
         wal.save(Some(&state(i)), &[entry(i)]).expect("save");
     }
     drop(wal);
-    let (_wal, read) = Wal::open(&wal_dir, mark, opts(2048)).expect("open at mark");
+    let (_wal, read) = Wal::open(&wal_dir, mark, opts(2048, io)).expect("open at mark");
     assert_eq!(read.entries, (121..=250).map(entry).collect::<Vec<_>>());
     assert_eq!(read.hard_state, state(250));
     let mut reader = WalReader::open_at(&wal_dir, mark.index).expect("reader");
@@ -181,12 +176,11 @@ fn open_at_a_snapshot_returns_only_later_entries() {
     ));
 }
 
-#[test]
-fn later_entries_overwrite_a_suffix() {
+fn later_entries_overwrite_a_suffix(io: IoMode) {
     // Proves raft's rule: an entry at an earlier index replaces the entries from there on.
     let dir = tempfile::tempdir().expect("tempdir");
     let wal_dir = dir.path().join("wal");
-    let mut wal = build(&wal_dir, 20, 1 << 20);
+    let mut wal = build(&wal_dir, 20, 1 << 20, io);
     let replacement: Vec<Entry> = (15..=17)
         .map(|i| Entry::normal(9, i, format!("new {i}").into_bytes()))
         .collect();
@@ -206,12 +200,11 @@ fn later_entries_overwrite_a_suffix() {
     assert_eq!(read.entries, want);
 }
 
-#[test]
-fn release_and_purge_keep_what_is_needed() {
+fn release_and_purge_keep_what_is_needed(io: IoMode) {
     // Proves purge removes only released segments beyond max_wals, oldest first.
     let dir = tempfile::tempdir().expect("tempdir");
     let wal_dir = dir.path().join("wal");
-    let mut wal = build(&wal_dir, 400, 2048);
+    let mut wal = build(&wal_dir, 400, 2048, io);
     let total = segments(&wal_dir).len();
     assert!(total > 12);
     assert!(
@@ -251,15 +244,14 @@ fn release_and_purge_keep_what_is_needed() {
     );
 
     // Releasing everything and purging keeps max_wals segments.
-    let (mut wal, _) = Wal::open(&wal_dir, mark, opts(2048)).expect("open");
+    let (mut wal, _) = Wal::open(&wal_dir, mark, opts(2048, io)).expect("open");
     wal.release_lock_to(u64::MAX);
     assert_eq!(wal.held_segments().len(), 1);
     wal.purge().expect("purge");
     assert_eq!(segments(&wal_dir).len(), 5);
 }
 
-#[test]
-fn create_and_open_refuse_what_they_must() {
+fn create_and_open_refuse_what_they_must(io: IoMode) {
     // Proves AlreadyExists, NotFound, Locked, IndexNotCovered and a lost tail header.
     let dir = tempfile::tempdir().expect("tempdir");
     let wal_dir = dir.path().join("wal");
@@ -270,28 +262,28 @@ fn create_and_open_refuse_what_they_must() {
         Err(Error::NotFound { .. })
     ));
     std::fs::write(wal_dir.join("stray"), b"x").expect("stray");
-    let wal = Wal::create(&wal_dir, METADATA, opts(4096)).expect("create over an empty dir");
+    let wal = Wal::create(&wal_dir, METADATA, opts(4096, io)).expect("create over an empty dir");
     assert!(
         !wal_dir.join("stray").exists(),
         "create replaces the directory"
     );
     assert!(matches!(
-        Wal::create(&wal_dir, METADATA, opts(4096)),
+        Wal::create(&wal_dir, METADATA, opts(4096, io)),
         Err(Error::AlreadyExists { .. })
     ));
     assert!(matches!(
-        Wal::open(&wal_dir, ZERO, opts(4096)),
+        Wal::open(&wal_dir, ZERO, opts(4096, io)),
         Err(Error::Locked { .. })
     ));
     drop(wal);
     assert!(!dir.path().join("wal.tmp").exists());
-    let (wal, read) = Wal::open(&wal_dir, ZERO, opts(4096)).expect("open");
+    let (wal, read) = Wal::open(&wal_dir, ZERO, opts(4096, io)).expect("open");
     assert!(read.entries.is_empty());
     assert_eq!(read.hard_state, HardState::default());
     drop(wal);
 
     let other = dir.path().join("other");
-    drop(build(&other, 100, 2048));
+    drop(build(&other, 100, 2048, io));
     let first = segments(&other)[0].clone();
     std::fs::remove_file(&first).expect("remove");
     assert!(matches!(
@@ -310,12 +302,11 @@ fn create_and_open_refuse_what_they_must() {
     ));
 }
 
-#[test]
-fn oversized_entries_are_refused_before_writing() {
+fn oversized_entries_are_refused_before_writing(io: IoMode) {
     // Proves an entry over the 10 MiB limit is an error and leaves the WAL usable.
     let dir = tempfile::tempdir().expect("tempdir");
     let wal_dir = dir.path().join("wal");
-    let mut wal = build(&wal_dir, 3, 1 << 20);
+    let mut wal = build(&wal_dir, 3, 1 << 20, io);
     let huge = Entry::normal(1, 4, vec![1; 10 * 1024 * 1024]);
     assert!(matches!(
         wal.save(None, &[huge]),
@@ -327,12 +318,11 @@ fn oversized_entries_are_refused_before_writing() {
     assert_eq!(read_all(&wal_dir, ZERO).expect("read").entries.len(), 4);
 }
 
-#[test]
-fn preallocated_spare_is_cleaned_up() {
+fn preallocated_spare_is_cleaned_up(io: IoMode) {
     // Proves the background spare (N.tmp) exists while open and is removed on drop.
     let dir = tempfile::tempdir().expect("tempdir");
     let wal_dir = dir.path().join("wal");
-    let wal = build(&wal_dir, 50, 2048);
+    let wal = build(&wal_dir, 50, 2048, io);
     let tmp_count = || {
         std::fs::read_dir(&wal_dir)
             .expect("read_dir")
@@ -350,3 +340,46 @@ fn preallocated_spare_is_cleaned_up() {
     drop(wal);
     assert_eq!(tmp_count(), 0);
 }
+
+#[test]
+fn default_options_use_io_uring_exactly_where_it_works() {
+    // Proves IoMode::Auto (the default) picks io_uring when the probe passes and pwrite when
+    // it fails, unless OXCD_WAL_IO steers it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wal_dir = dir.path().join("wal");
+    let options = WalOptions {
+        segment_size_bytes: 4096,
+        ..WalOptions::default()
+    };
+    assert_eq!(options.io, IoMode::Auto);
+    let mut wal = Wal::create(&wal_dir, METADATA, options.clone()).expect("create");
+    let steered = std::env::var(IO_MODE_ENV)
+        .ok()
+        .map(|v| v.parse::<IoMode>().expect("a valid OXCD_WAL_IO"))
+        .filter(|&m| m != IoMode::Auto);
+    let want = steered.unwrap_or(if probe_io_uring().is_ok() {
+        IoMode::Uring
+    } else {
+        IoMode::Pwrite
+    });
+    assert_eq!(wal.io_mode(), want);
+    wal.save(Some(&state(1)), &[entry(1)]).expect("save");
+    drop(wal);
+    let (wal, read) = Wal::open(&wal_dir, ZERO, options).expect("open");
+    assert_eq!(wal.io_mode(), want);
+    assert_eq!(read.entries, [entry(1)]);
+}
+
+common::io_mode_tests!(
+    entries_survive_many_cuts_and_reopen,
+    segment_names_and_headers_follow_etcd,
+    crc_chain_continues_across_segments,
+    a_broken_crc_record_is_corruption,
+    reopen_and_continue_many_times,
+    open_at_a_snapshot_returns_only_later_entries,
+    later_entries_overwrite_a_suffix,
+    release_and_purge_keep_what_is_needed,
+    create_and_open_refuse_what_they_must,
+    oversized_entries_are_refused_before_writing,
+    preallocated_spare_is_cleaned_up,
+);

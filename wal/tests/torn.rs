@@ -1,6 +1,7 @@
 //! Damage tests: truncation of the last segment at every byte offset, zeroed sectors, random
 //! byte flips, `repair`, and appending after a torn tail. A torn tail must yield exactly the
-//! complete-record prefix; damage elsewhere must be a typed error; nothing may panic.
+//! complete-record prefix; damage elsewhere must be a typed error; nothing may panic. Each
+//! test runs once per write path (`pwrite::NAME`, `uring::NAME`).
 
 mod common;
 
@@ -9,8 +10,8 @@ use std::path::{Path, PathBuf};
 use common::{build, copy_dir, entry, opts, segments, state};
 use oxcd_wal::layout::SECTOR_BYTES;
 use oxcd_wal::{
-    read_all, read_records, repair, DumpRecord, Entry, Error, HardState, ReadAll, RecordBody,
-    RepairOutcome, SnapshotMark, Wal, WalReader,
+    read_all, read_records, repair, DumpRecord, Entry, Error, HardState, IoMode, ReadAll,
+    RecordBody, RepairOutcome, SnapshotMark, Wal, WalReader,
 };
 use rand::{Rng, SeedableRng};
 
@@ -45,20 +46,25 @@ fn prefix_within(all: &[DumpRecord], last: &str, len: u64) -> Vec<DumpRecord> {
         .collect()
 }
 
-/// A WAL over several segments with a last segment of a few KiB, its records and last file.
-fn fixture(root: &Path, entries: u64, segment_size: u64) -> (PathBuf, Vec<DumpRecord>, PathBuf) {
+/// A WAL written through `io` over several segments with a last segment of a few KiB, its
+/// records and last file.
+fn fixture(
+    root: &Path,
+    entries: u64,
+    segment_size: u64,
+    io: IoMode,
+) -> (PathBuf, Vec<DumpRecord>, PathBuf) {
     let wal_dir = root.join("wal");
-    drop(build(&wal_dir, entries, segment_size));
+    drop(build(&wal_dir, entries, segment_size, io));
     let all = read_records(&wal_dir).expect("records");
     let last = segments(&wal_dir).pop().expect("a segment");
     (wal_dir, all, last)
 }
 
-#[test]
-fn truncation_at_every_offset_keeps_the_complete_prefix() {
+fn truncation_at_every_offset_keeps_the_complete_prefix(io: IoMode) {
     // Proves: cutting the last segment at any byte keeps exactly the records that end before.
     let root = tempfile::tempdir().expect("tempdir");
-    let (wal_dir, all, last) = fixture(root.path(), 140, 2048);
+    let (wal_dir, all, last) = fixture(root.path(), 140, 2048, io);
     assert!(segments(&wal_dir).len() >= 5);
     let name = file_name(&last);
     let full_len = std::fs::metadata(&last).expect("stat").len();
@@ -77,11 +83,10 @@ fn truncation_at_every_offset_keeps_the_complete_prefix() {
     }
 }
 
-#[test]
-fn open_after_truncation_appends_cleanly() {
+fn open_after_truncation_appends_cleanly(io: IoMode) {
     // Proves Wal::open on a cut last segment (even one cut to nothing) resumes and appends.
     let root = tempfile::tempdir().expect("tempdir");
-    let (wal_dir, all, last) = fixture(root.path(), 140, 2048);
+    let (wal_dir, all, last) = fixture(root.path(), 140, 2048, io);
     let name = file_name(&last);
     let full_len = std::fs::metadata(&last).expect("stat").len();
     let lens: Vec<u64> = (0..24).chain((24..full_len).step_by(61)).collect();
@@ -95,7 +100,7 @@ fn open_after_truncation_appends_cleanly() {
             .and_then(|f| f.set_len(len))
             .expect("truncate");
         let want = expected_read_all(&prefix_within(&all, &name, len));
-        let (mut wal, read) = Wal::open(&copy, ZERO, opts(2048))
+        let (mut wal, read) = Wal::open(&copy, ZERO, opts(2048, io))
             .unwrap_or_else(|e| panic!("cut at {len}: open failed: {e}"));
         assert_eq!(read, want, "cut at {len}");
         let next = read.entries.last().map_or(1, |e| e.index + 1);
@@ -113,12 +118,11 @@ fn open_after_truncation_appends_cleanly() {
     }
 }
 
-#[test]
-fn zeroed_sectors_end_the_last_segment_and_corrupt_the_others() {
+fn zeroed_sectors_end_the_last_segment_and_corrupt_the_others(io: IoMode) {
     // Proves a zeroed sector (or run of them) is a torn tail in the last segment, an error
     // elsewhere, and never a panic.
     let root = tempfile::tempdir().expect("tempdir");
-    let (wal_dir, all, last) = fixture(root.path(), 400, 16 * 1024);
+    let (wal_dir, all, last) = fixture(root.path(), 400, 16 * 1024, io);
     let files = segments(&wal_dir);
     assert!(files.len() >= 4);
     let name = file_name(&last);
@@ -160,8 +164,7 @@ fn zeroed_sectors_end_the_last_segment_and_corrupt_the_others() {
     assert_eq!(read_records(&wal_dir).expect("restored"), all);
 }
 
-#[test]
-fn random_byte_flips_give_an_error_or_a_clean_prefix() {
+fn random_byte_flips_give_an_error_or_a_clean_prefix(io: IoMode) {
     // Proves any single damaged byte yields a typed error or a prefix of the true records.
     let seed = std::env::var("OXCD_FLIP_SEED")
         .ok()
@@ -170,7 +173,7 @@ fn random_byte_flips_give_an_error_or_a_clean_prefix() {
     println!("OXCD_FLIP_SEED={seed}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let root = tempfile::tempdir().expect("tempdir");
-    let (wal_dir, all, _) = fixture(root.path(), 300, 8192);
+    let (wal_dir, all, _) = fixture(root.path(), 300, 8192, io);
     let truth = expected_read_all(&all);
     let files = segments(&wal_dir);
     let originals: Vec<Vec<u8>> = files
@@ -210,12 +213,11 @@ fn random_byte_flips_give_an_error_or_a_clean_prefix() {
     assert!(errors > 1000, "most flips land in checked bytes");
 }
 
-#[test]
-fn repair_saves_the_tail_and_truncates() {
+fn repair_saves_the_tail_and_truncates(io: IoMode) {
     // Proves repair copies a torn segment to .broken, cuts it at the last complete record,
     // leaves a clean WAL, and refuses damage in the middle.
     let root = tempfile::tempdir().expect("tempdir");
-    let (wal_dir, all, last) = fixture(root.path(), 120, 4096);
+    let (wal_dir, all, last) = fixture(root.path(), 120, 4096, io);
     let name = file_name(&last);
     assert_eq!(repair(&wal_dir).expect("clean"), RepairOutcome::Clean);
     let in_last: Vec<&DumpRecord> = all.iter().filter(|r| r.segment == name).collect();
@@ -260,12 +262,11 @@ fn repair_saves_the_tail_and_truncates() {
     assert!(matches!(repair(&wal_dir), Err(Error::Corrupted { .. })));
 }
 
-#[test]
-fn open_zeroes_a_torn_tail_before_appending() {
+fn open_zeroes_a_torn_tail_before_appending(io: IoMode) {
     // Proves bytes of a torn write after the valid end are zeroed, so new frames never mix
     // with them, and the file keeps its preallocated length.
     let root = tempfile::tempdir().expect("tempdir");
-    let (wal_dir, all, last) = fixture(root.path(), 60, 64 * 1024);
+    let (wal_dir, all, last) = fixture(root.path(), 60, 64 * 1024, io);
     let name = file_name(&last);
     let end = all
         .iter()
@@ -283,7 +284,7 @@ fn open_zeroes_a_torn_tail_before_appending() {
     bytes[far..far + 512].fill(0xa5);
     std::fs::write(&last, &bytes).expect("tear");
 
-    let (mut wal, read) = Wal::open(&wal_dir, ZERO, opts(64 * 1024)).expect("open");
+    let (mut wal, read) = Wal::open(&wal_dir, ZERO, opts(64 * 1024, io)).expect("open");
     assert_eq!(read, expected_read_all(&all));
     let after = std::fs::read(&last).expect("read");
     assert_eq!(after.len(), len);
@@ -299,3 +300,12 @@ fn open_zeroes_a_torn_tail_before_appending() {
     assert_eq!(again.entries.len(), 61);
     assert_eq!(again.hard_state, hs);
 }
+
+common::io_mode_tests!(
+    truncation_at_every_offset_keeps_the_complete_prefix,
+    open_after_truncation_appends_cleanly,
+    zeroed_sectors_end_the_last_segment_and_corrupt_the_others,
+    random_byte_flips_give_an_error_or_a_clean_prefix,
+    repair_saves_the_tail_and_truncates,
+    open_zeroes_a_torn_tail_before_appending,
+);
