@@ -8,13 +8,17 @@
 //!   revision-key encoding, deterministic values and seeded random sequences, and the read
 //!   tallies that prove every engine returned the same data;
 //! - [`timing`]: wall-clock measurement, latency percentiles and rates;
-//! - [`table`]: the plain-text result table with oxcd/anchor ratios.
+//! - [`table`]: the plain-text result table with oxcd/anchor ratios;
+//! - [`grid`]: plain aligned columns, for tables of another shape (the WAL benchmark's);
+//! - [`disk`]: the device and file system a benchmark directory is on.
 //!
 //! The benchmarks themselves live in `benches/` (run with `cargo bench -p oxcd-benches`); the
 //! `oxbench` binary will be the server load generator.
 
 #![forbid(unsafe_code)]
 
+pub mod disk;
+pub mod grid;
 pub mod table;
 pub mod timing;
 pub mod workload;

@@ -481,17 +481,25 @@ fn append_body(
     crc: u32,
     message: &impl Message,
 ) -> Result<u32> {
-    let body = message.encode_to_vec();
-    let bytes = body.len() as u64;
-    if bytes + RECORD_HEADER_ALLOWANCE >= MAX_RECORD_BYTES {
-        return Err(Error::RecordTooLarge {
-            bytes,
-            max: MAX_RECORD_BYTES - RECORD_HEADER_ALLOWANCE,
-        });
+    thread_local! {
+        // Reused across records so a batch of entries costs no allocation per record.
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    let crc = chain_crc(crc, &body);
-    append_frame(buf, record_type, crc, Some(&body));
-    Ok(crc)
+    SCRATCH.with(|scratch| {
+        let mut body = scratch.borrow_mut();
+        body.clear();
+        message.encode_raw(&mut *body);
+        let bytes = body.len() as u64;
+        if bytes + RECORD_HEADER_ALLOWANCE >= MAX_RECORD_BYTES {
+            return Err(Error::RecordTooLarge {
+                bytes,
+                max: MAX_RECORD_BYTES - RECORD_HEADER_ALLOWANCE,
+            });
+        }
+        let crc = chain_crc(crc, &body);
+        append_frame(buf, record_type, crc, Some(&body));
+        Ok(crc)
+    })
 }
 
 fn parent_of(dir: &Path) -> &Path {
