@@ -84,14 +84,26 @@ fn stopped() -> Error {
 }
 
 fn allocate(path: &Path, size_bytes: u64) -> Result<Spare> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(|e| Error::io(path, e))?;
-    try_lock(&file, path)?;
+    let open = || {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| Error::io(path, e))
+    };
+    let mut file = open()?;
+    if let Err(Error::Locked { .. }) = try_lock(&file, path) {
+        // A stale spare still locked by a process that just died: its io_uring worker
+        // threads keep its descriptors open for a few milliseconds after it is reaped. The
+        // segments this WAL opened are locked by us, so no live writer owns this spare:
+        // replace the file rather than wait for the old lock.
+        drop(file);
+        std::fs::remove_file(path).map_err(|e| Error::io(path, e))?;
+        file = open()?;
+        try_lock(&file, path)?;
+    }
     file.set_len(0).map_err(|e| Error::io(path, e))?;
     preallocate(&file, size_bytes).map_err(|e| Error::io(path, e))?;
     Ok(Spare {
