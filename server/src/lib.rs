@@ -4,4 +4,7 @@
 //! users (`oxutl` and the tests), so every bucket name is spelled in one place.
 #![forbid(unsafe_code)]
 
+pub mod config;
+pub mod mvcc;
+pub mod pb;
 pub mod schema;

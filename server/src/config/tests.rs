@@ -1,0 +1,397 @@
+//! End-to-end tests of [`load`]: etcd's defaults, the precedence of flags, `ETCD_*` variables
+//! and config files, and every validation error with etcd's wording and exit code.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn run(args: &[&str], pairs: &[(&str, &str)]) -> Result<Loaded, ConfigError> {
+    let argv = std::iter::once("oxcd").chain(args.iter().copied());
+    match load(argv, &env(pairs))? {
+        Action::Run(loaded) => Ok(*loaded),
+        other => panic!("expected a configuration, got {other:?}"),
+    }
+}
+
+fn config(args: &[&str]) -> Config {
+    run(args, &[]).unwrap().config
+}
+
+fn error(args: &[&str]) -> ConfigError {
+    run(args, &[]).unwrap_err()
+}
+
+fn urls(list: &[EtcdUrl]) -> String {
+    join_urls(list)
+}
+
+fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn defaults_are_etcds() {
+    // Proves a bare `oxcd` gets etcd 3.4's defaults (with oxcd's data dir name) and layout.
+    let loaded = run(&[], &[]).unwrap();
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let c = loaded.config;
+    assert_eq!(c, Config::default());
+    assert_eq!(c.name, "default");
+    assert_eq!(c.data_dir, PathBuf::from("default.oxcd"));
+    assert_eq!(c.dedicated_wal_dir, None);
+    assert_eq!(urls(&c.listen_client_urls), "http://localhost:2379");
+    assert_eq!(urls(&c.advertise_client_urls), "http://localhost:2379");
+    assert_eq!(urls(&c.listen_peer_urls), "http://localhost:2380");
+    assert_eq!(
+        urls(&c.initial_advertise_peer_urls),
+        "http://localhost:2380"
+    );
+    let client: SocketAddr = "127.0.0.1:2379".parse().unwrap();
+    let peer: SocketAddr = "127.0.0.1:2380".parse().unwrap();
+    assert_eq!(c.client_bind_addrs().unwrap(), vec![BindAddr::Tcp(client)]);
+    assert_eq!(c.peer_bind_addrs().unwrap(), vec![BindAddr::Tcp(peer)]);
+    assert_eq!(c.initial_cluster, "default=http://localhost:2380");
+    assert_eq!(c.initial_cluster_state, ClusterState::New);
+    assert_eq!(c.initial_cluster_token, "etcd-cluster");
+    assert_eq!(
+        (c.snapshot_count, c.max_snapshots, c.max_wals),
+        (100_000, 5, 5)
+    );
+    assert_eq!(
+        (c.heartbeat_interval_ms, c.election_timeout_ms),
+        (100, 1000)
+    );
+    assert_eq!(c.quota_backend_bytes, 0);
+    assert_eq!(c.backend_quota_bytes(), Some(2 * 1024 * 1024 * 1024));
+    assert_eq!((c.max_request_bytes, c.max_txn_ops), (1_572_864, 128));
+    assert_eq!(c.auto_compaction, AutoCompaction::Disabled);
+    assert_eq!(c.log_level, LogLevel::Info);
+    assert_eq!(c.config_file, None);
+    assert_eq!(c.wal_dir(), PathBuf::from("default.oxcd/member/wal"));
+    assert_eq!(c.snap_dir(), PathBuf::from("default.oxcd/member/snap"));
+    assert_eq!(
+        c.backend_path(),
+        PathBuf::from("default.oxcd/member/snap/db")
+    );
+    assert_eq!(c.election_ticks(), 10);
+    assert_eq!(c.request_timeout(), Duration::from_secs(7));
+    assert!(c.is_new_cluster());
+}
+
+#[test]
+fn every_flag_is_read() {
+    // Proves each flag lands in its field, with URLs sorted and the wal dir overriding the layout.
+    let c = config(&[
+        "--name=n1",
+        "--data-dir=/d",
+        "--wal-dir=/w",
+        "--listen-client-urls=http://127.0.0.1:2,http://127.0.0.1:1",
+        "--advertise-client-urls=http://h:1",
+        "--listen-peer-urls=http://[::1]:3",
+        "--initial-advertise-peer-urls=http://h:3",
+        "--initial-cluster=n1=http://h:3,n2=http://i:3",
+        "--initial-cluster-state=existing",
+        "--initial-cluster-token=tok",
+        "--snapshot-count=10",
+        "--max-snapshots=0",
+        "--max-wals=1",
+        "--heartbeat-interval=10",
+        "--election-timeout=50",
+        "--quota-backend-bytes=-1",
+        "--max-request-bytes=2048",
+        "--max-txn-ops=3",
+        "--auto-compaction-mode=revision",
+        "--auto-compaction-retention=1000",
+        "--log-level=warn",
+    ]);
+    assert_eq!(c.name, "n1");
+    assert_eq!(c.wal_dir(), PathBuf::from("/w"));
+    assert_eq!(c.backend_path(), PathBuf::from("/d/member/snap/db"));
+    assert_eq!(
+        urls(&c.listen_client_urls),
+        "http://127.0.0.1:1,http://127.0.0.1:2"
+    );
+    assert_eq!(urls(&c.advertise_client_urls), "http://h:1");
+    assert_eq!(urls(&c.listen_peer_urls), "http://[::1]:3");
+    assert_eq!(urls(&c.initial_advertise_peer_urls), "http://h:3");
+    let members = c.initial_members().unwrap();
+    assert_eq!(
+        members.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
+        ["n1", "n2"]
+    );
+    assert_eq!(c.initial_cluster_state, ClusterState::Existing);
+    assert_eq!(c.initial_cluster_token, "tok");
+    assert_eq!((c.snapshot_count, c.max_snapshots, c.max_wals), (10, 0, 1));
+    assert_eq!(
+        (
+            c.heartbeat_interval_ms,
+            c.election_timeout_ms,
+            c.election_ticks()
+        ),
+        (10, 50, 5)
+    );
+    assert_eq!(c.backend_quota_bytes(), None);
+    assert_eq!((c.max_request_bytes, c.max_txn_ops), (2048, 3));
+    assert_eq!(c.auto_compaction, AutoCompaction::Revision(1000));
+    assert_eq!(c.log_level, LogLevel::Warn);
+}
+
+#[test]
+fn name_drives_data_dir_and_default_cluster() {
+    // Proves etcd's post-parse defaults: data dir `<name>.oxcd` and a renamed one-member cluster.
+    let c = config(&["--name", "infra1"]);
+    assert_eq!(c.data_dir, PathBuf::from("infra1.oxcd"));
+    assert_eq!(c.initial_cluster, "infra1=http://localhost:2380");
+    assert_eq!(c.verify_bootstrap().unwrap()[0].name, "infra1");
+    let c = config(&[
+        "--name",
+        "a",
+        "--initial-advertise-peer-urls",
+        "http://127.0.0.1:12380",
+    ]);
+    assert_eq!(c.initial_cluster, "a=http://127.0.0.1:12380");
+    let c = config(&["--name", "a", "--initial-cluster", "a=http://127.0.0.1:1"]);
+    assert_eq!(c.initial_cluster, "a=http://127.0.0.1:1");
+    let c = config(&["--snapshot-count", "0"]);
+    assert_eq!(
+        c.snapshot_count, DEFAULT_SNAPSHOT_COUNT,
+        "0 means the default, as in etcd"
+    );
+}
+
+#[test]
+fn environment_and_flags() {
+    // Proves ETCD_* fills flags not given, a flag and its variable together are refused, and
+    // unknown ETCD_* variables only warn.
+    let loaded = run(
+        &["--name", "flag"],
+        &[
+            ("ETCD_DATA_DIR", "/env"),
+            ("ETCD_MAX_TXN_OPS", "0x10"),
+            ("ETCD_BOGUS", "1"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(loaded.config.name, "flag");
+    assert_eq!(loaded.config.data_dir, PathBuf::from("/env"));
+    assert_eq!(loaded.config.max_txn_ops, 16);
+    assert_eq!(
+        loaded.warnings,
+        ["unrecognized environment variable ETCD_BOGUS=1"]
+    );
+    let err = run(&["--name", "flag"], &[("ETCD_NAME", "env")]).unwrap_err();
+    assert!(matches!(err, ConfigError::Setup(ref m) if m.contains("\"ETCD_NAME\" is shadowed")));
+    assert_eq!(err.exit_code(), 1);
+    let err = run(&[], &[("ETCD_SNAPSHOT_COUNT", "abc")]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "error verifying flags, invalid value \"abc\" for ETCD_SNAPSHOT_COUNT: parse error. \
+         See 'oxcd --help'."
+    );
+    let err = run(&[], &[("ETCD_LISTEN_CLIENT_URLS", "http://127.0.0.1:1")]).unwrap_err();
+    assert_eq!(
+        err,
+        ConfigError::Verify(
+            "--advertise-client-urls is required when --listen-client-urls is set explicitly"
+                .into()
+        ),
+        "a listen URL from the environment needs an advertised one too"
+    );
+    let ok = run(
+        &["--listen-client-urls", "http://127.0.0.1:1"],
+        &[("ETCD_ADVERTISE_CLIENT_URLS", "http://127.0.0.1:1")],
+    )
+    .unwrap();
+    assert_eq!(urls(&ok.config.advertise_client_urls), "http://127.0.0.1:1");
+}
+
+#[test]
+fn config_file_wins() {
+    // Proves a config file (by flag or ETCD_CONFIG_FILE) replaces flags and variables, with a
+    // warning naming what was ignored.
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_file(
+        dir.path(),
+        "etcd.yml",
+        "name: from-file\nlisten-client-urls: http://127.0.0.1:4001\n\
+         auto-compaction-mode: periodic\nauto-compaction-retention: 1\n",
+    );
+    let path_text = path.to_str().unwrap();
+    let loaded = run(
+        &["--config-file", path_text, "--name", "from-flag"],
+        &[("ETCD_DATA_DIR", "/env")],
+    )
+    .unwrap();
+    let c = &loaded.config;
+    assert_eq!(c.name, "from-file");
+    assert_eq!(c.data_dir, PathBuf::from("from-file.oxcd"));
+    assert_eq!(c.config_file.as_deref(), Some(path.as_path()));
+    assert_eq!(
+        c.auto_compaction,
+        AutoCompaction::Periodic(Duration::from_secs(3600))
+    );
+    // etcd's file loader keeps the default advertised URL when only the listen URL is given.
+    assert_eq!(urls(&c.advertise_client_urls), "http://localhost:2379");
+    assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+    assert!(
+        loaded.warnings[0].contains("--name, ETCD_DATA_DIR"),
+        "{:?}",
+        loaded.warnings
+    );
+    let from_env = run(&[], &[("ETCD_CONFIG_FILE", path_text), ("ETCD_NAME", "x")]).unwrap();
+    assert_eq!(from_env.config.name, "from-file");
+}
+
+#[test]
+fn config_file_quirks_and_errors() {
+    // Proves file-mode defaults (empty compaction mode) and file errors behave as etcd's.
+    let dir = tempfile::tempdir().unwrap();
+    let no_mode = write_file(dir.path(), "a.yml", "auto-compaction-retention: 2\n");
+    let loaded = run(&["--config-file", no_mode.to_str().unwrap()], &[]).unwrap();
+    assert_eq!(loaded.config.auto_compaction, AutoCompaction::Disabled);
+    assert_eq!(loaded.warnings.len(), 1, "the empty-mode quirk is reported");
+    let bad_state = write_file(dir.path(), "b.yml", "initial-cluster-state: maybe\n");
+    assert_eq!(
+        run(&["--config-file", bad_state.to_str().unwrap()], &[]).unwrap_err(),
+        ConfigError::Verify("unexpected clusterState \"maybe\"".into())
+    );
+    let missing = dir.path().join("missing.yml");
+    let err = run(&["--config-file", missing.to_str().unwrap()], &[]).unwrap_err();
+    assert_eq!(
+        err,
+        ConfigError::Verify(format!(
+            "open {}: no such file or directory",
+            missing.display()
+        ))
+    );
+}
+
+#[test]
+fn validation_errors_match_etcd() {
+    // Proves every check reports etcd 3.4's text (as printed after "error verifying flags, "
+    // where etcd prints that) and etcd's exit code.
+    let usage = |m: &str| ConfigError::Usage(m.to_string());
+    let verify = |m: &str| ConfigError::Verify(m.to_string());
+    let setup = |m: &str| ConfigError::Setup(m.to_string());
+    let cases: Vec<(&[&str], ConfigError)> = vec![
+        (
+            &["--initial-cluster-state", "foo"],
+            usage(r#"invalid value "foo" for flag -initial-cluster-state: invalid value"#),
+        ),
+        (&["--snapshot-count", "abc"], usage(r#"invalid value "abc" for flag -snapshot-count: parse error"#)),
+        (&["--max-wals=-1"], usage(r#"invalid value "-1" for flag -max-wals: parse error"#)),
+        (
+            &["--max-txn-ops", "99999999999999999999"],
+            usage(r#"invalid value "99999999999999999999" for flag -max-txn-ops: value out of range"#),
+        ),
+        (
+            &["--listen-client-urls", "foo://x:1"],
+            usage(
+                r#"invalid value "foo://x:1" for flag -listen-client-urls: URL scheme must be http, https, unix, or unixs: foo://x:1"#,
+            ),
+        ),
+        (&["--bogus"], usage("flag provided but not defined: -bogus")),
+        (&["extra"], verify("'extra' is not a valid flag")),
+        (&["--log-level", "loud"], verify(r#"unknown level "loud""#)),
+        (
+            &["--listen-peer-urls", "http://example.com:2380"],
+            verify("expected IP in URL for binding (http://example.com:2380)"),
+        ),
+        (
+            &["--initial-advertise-peer-urls", "http://:2380"],
+            verify(r#"--initial-advertise-peer-urls "http://:2380" must be "host:port" (unexpected empty host (http://:2380))"#),
+        ),
+        (
+            &["--advertise-client-urls", "http://:2379"],
+            verify(r#"--advertise-client-urls "http://:2379" must be "host:port" (unexpected empty host (http://:2379))"#),
+        ),
+        (&["--heartbeat-interval", "0"], verify("--heartbeat-interval must be >0 (set to 0ms)")),
+        (&["--election-timeout", "0"], verify("--election-timeout must be >0 (set to 0ms)")),
+        (
+            &["--election-timeout", "100"],
+            verify("--election-timeout[100ms] should be at least as 5 times as --heartbeat-interval[100ms]"),
+        ),
+        (
+            &["--election-timeout", "60000"],
+            verify("--election-timeout[60000ms] is too long, and should be set less than 50000ms"),
+        ),
+        (
+            &["--listen-client-urls", "http://127.0.0.1:2379"],
+            verify("--advertise-client-urls is required when --listen-client-urls is set explicitly"),
+        ),
+        (&["--auto-compaction-mode", "foo"], verify(r#"unknown auto-compaction-mode "foo""#)),
+        (
+            &["--auto-compaction-retention", "foo"],
+            setup(r#"error parsing CompactionRetention: time: invalid duration "foo""#),
+        ),
+        (
+            &["--listen-peer-urls", "http://127.0.0.1:99999"],
+            setup("listen tcp: address 99999: invalid port"),
+        ),
+    ];
+    for (args, want) in cases {
+        let got = error(args);
+        assert_eq!(got, want, "{args:?}");
+        let want_code = if matches!(want, ConfigError::Usage(_)) {
+            2
+        } else {
+            1
+        };
+        assert_eq!(got.exit_code(), want_code, "{args:?}");
+    }
+    assert_eq!(
+        error(&["--election-timeout", "100"]).to_string(),
+        "error verifying flags, --election-timeout[100ms] should be at least as 5 times as \
+         --heartbeat-interval[100ms]. See 'oxcd --help'."
+    );
+}
+
+#[test]
+fn retention_through_flags() {
+    // Proves --auto-compaction-retention reads bare numbers as hours in periodic mode and
+    // accepts Go durations.
+    let retention = |args: &[&str]| config(args).auto_compaction;
+    let hours = |h: u64| AutoCompaction::Periodic(Duration::from_secs(h * 3600));
+    assert_eq!(retention(&["--auto-compaction-retention", "1"]), hours(1));
+    assert_eq!(retention(&["--auto-compaction-retention", "72"]), hours(72));
+    assert_eq!(
+        retention(&["--auto-compaction-retention", "5m"]),
+        AutoCompaction::Periodic(Duration::from_secs(300))
+    );
+    assert_eq!(
+        retention(&[
+            "--auto-compaction-mode",
+            "revision",
+            "--auto-compaction-retention",
+            "10"
+        ]),
+        AutoCompaction::Revision(10)
+    );
+}
+
+#[test]
+fn help_and_version_actions() {
+    // Proves --help and --version are actions, not errors, and the version names both versions.
+    match load(["oxcd", "--version"], &[]).unwrap() {
+        Action::PrintVersion(text) => {
+            assert!(text.starts_with(&format!("oxcd Version: {}\n", env!("CARGO_PKG_VERSION"))));
+            assert!(text.contains("etcd API version: 3.5"));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(matches!(
+        load(["oxcd", "--help"], &[]).unwrap(),
+        Action::PrintHelp(_)
+    ));
+}
