@@ -4,7 +4,9 @@
 //! users (`oxutl` and the tests), so every bucket name is spelled in one place.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod config;
 pub mod mvcc;
 pub mod pb;
+pub mod raft;
 pub mod schema;

@@ -1,0 +1,17 @@
+//! The etcd v3 gRPC API: what clients see of the server.
+//!
+//! One file per gRPC service will live here (KV, Watch, Lease, Cluster, Maintenance, Auth, Lock,
+//! Election), each translating requests into calls on the raft node and the stores, and their
+//! results back into etcd's responses.
+//!
+//! [`errors`] is the one place where a failure becomes a client-visible status: every error a
+//! client can see is a variant of [`EtcdError`] carrying etcd's exact gRPC code and message,
+//! and every internal error reaches a client through [`to_status`], as in etcd's
+//! `v3rpc/util.go`. Service handlers never build a `tonic::Status` by hand for an etcd error.
+//!
+//! This module may use every subsystem of the server; no subsystem uses it. Stores need not
+//! import it to have their errors mapped: [`to_status`] maps an internal error by its text.
+
+pub mod errors;
+
+pub use errors::{to_status, ErrorSpec, EtcdError, InternalError, Since, INTERNAL_ERRORS};
