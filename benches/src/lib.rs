@@ -10,15 +10,17 @@
 //! - [`timing`]: wall-clock measurement, latency percentiles and rates;
 //! - [`table`]: the plain-text result table with oxcd/anchor ratios;
 //! - [`grid`]: plain aligned columns, for tables of another shape (the WAL benchmark's);
-//! - [`disk`]: the device and file system a benchmark directory is on.
+//! - [`disk`]: the device and file system a benchmark directory is on;
+//! - [`load`]: the `oxbench` server load generator (workloads, runner, etcd-shaped report).
 //!
 //! The benchmarks themselves live in `benches/` (run with `cargo bench -p oxcd-benches`); the
-//! `oxbench` binary will be the server load generator.
+//! `oxbench` binary (`src/bin/oxbench.rs`) drives any etcd v3 endpoint with the [`load`] module.
 
 #![forbid(unsafe_code)]
 
 pub mod disk;
 pub mod grid;
+pub mod load;
 pub mod table;
 pub mod timing;
 pub mod workload;

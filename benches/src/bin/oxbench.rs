@@ -1,16 +1,169 @@
-//! `oxbench`: the oxcd server load generator (etcd's `benchmark` tool counterpart).
+//! `oxbench`: the oxcd server load generator, etcd's `benchmark` tool counterpart.
 //!
-//! Not built yet: it arrives with issue 3. Until then it says so and exits with status 2, so a
-//! script that calls it fails loudly instead of reporting numbers that were never measured.
+//! Runs one workload (`put`, `range`, `txn-put`) against any etcd v3 endpoint (oxcd or etcd
+//! itself) and prints etcd's summary: Total, Slowest, Fastest, Average, Stddev, Requests/sec, a
+//! latency histogram and percentiles; `--json` prints the same numbers as one JSON object. Flags
+//! and defaults follow etcd's tool so the same command lines work for both. Exit status: 0 when
+//! every request succeeded, 1 when any failed, 2 when the run could not start.
+//!
+//! The parts live in `oxcd_benches::load`; this file only parses flags and prints.
 
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 
+use clap::{Parser, Subcommand, ValueEnum};
+use oxcd_benches::load::runner::{self, RunConfig};
+use oxcd_benches::load::workload::{KeySpec, Operation, Workload};
+use rand::RngCore;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "oxbench",
+    about = "A low-level benchmark tool for etcd v3 servers (oxcd, etcd)"
+)]
+struct Cli {
+    /// gRPC endpoints, comma separated.
+    #[arg(
+        long,
+        global = true,
+        value_delimiter = ',',
+        default_value = "127.0.0.1:2379"
+    )]
+    endpoints: Vec<String>,
+    /// Total number of gRPC connections.
+    #[arg(long, global = true, default_value_t = 1)]
+    conns: usize,
+    /// Total number of concurrent requests in flight.
+    #[arg(long, global = true, default_value_t = 1)]
+    clients: usize,
+    /// Total number of requests.
+    #[arg(long, global = true, default_value_t = 10000)]
+    total: u64,
+    /// Key size in bytes (put, txn-put).
+    #[arg(long, global = true, default_value_t = 8)]
+    key_size: usize,
+    /// Value size in bytes (put, txn-put).
+    #[arg(long, global = true, default_value_t = 8)]
+    val_size: usize,
+    /// Use sequential keys instead of random ones (put; txn-put is always sequential).
+    #[arg(long, global = true)]
+    sequential_keys: bool,
+    /// Number of distinct keys written (put, txn-put).
+    #[arg(long, global = true, default_value_t = 1)]
+    key_space_size: u64,
+    /// Print the summary as one JSON object instead of etcd's text report.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Benchmark put.
+    Put,
+    /// Benchmark range: KEY alone reads one key, KEY END reads [KEY, END).
+    Range {
+        key: String,
+        end: Option<String>,
+        /// Linearizable (l) or serializable (s).
+        #[arg(long, value_enum, default_value_t = Consistency::L)]
+        consistency: Consistency,
+    },
+    /// Benchmark txn with puts only (no compares).
+    TxnPut {
+        /// Number of puts per txn.
+        #[arg(long, default_value_t = 1)]
+        txn_ops: u64,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Consistency {
+    L,
+    S,
+}
+
+fn workload(cli: &Cli) -> Result<Workload, String> {
+    let operation = match &cli.command {
+        Command::Put => Operation::Put,
+        Command::Range {
+            key,
+            end,
+            consistency,
+        } => Operation::Range {
+            key: key.clone().into_bytes(),
+            range_end: end.clone().unwrap_or_default().into_bytes(),
+            serializable: *consistency == Consistency::S,
+        },
+        Command::TxnPut { txn_ops } if *txn_ops == 0 => {
+            return Err("--txn-ops must be at least 1".to_string())
+        }
+        Command::TxnPut { txn_ops } => Operation::TxnPut {
+            ops_per_txn: *txn_ops,
+        },
+    };
+    let keys = KeySpec {
+        key_size_bytes: cli.key_size,
+        key_space_size: cli.key_space_size,
+        sequential: cli.sequential_keys,
+    };
+    keys.validate()?;
+    let mut value = vec![0u8; cli.val_size];
+    rand::thread_rng().fill_bytes(&mut value);
+    Ok(Workload {
+        operation,
+        keys,
+        value,
+    })
+}
+
 fn main() -> ExitCode {
-    eprintln!(
-        "oxbench: the server load generator is not implemented yet; it arrives with issue 3 \
-         (engine micro-benchmarks: cargo bench -p oxcd-benches --bench engine)"
-    );
-    ExitCode::from(2)
+    let cli = Cli::parse();
+    let workload = match workload(&cli) {
+        Ok(workload) => workload,
+        Err(message) => {
+            eprintln!("oxbench: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = RunConfig {
+        endpoints: cli.endpoints.clone(),
+        conns: cli.conns,
+        clients: cli.clients,
+        total: cli.total,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("oxbench: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let command = workload.operation.name();
+    let outcome = match runtime.block_on(runner::run(&config, workload)) {
+        Ok(outcome) => outcome,
+        Err(message) => {
+            eprintln!("oxbench: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let summary = outcome.recorder.summarize(command, outcome.elapsed);
+    if cli.json {
+        println!("{}", summary.json());
+    } else {
+        print!("{}", summary.text());
+    }
+    if summary.failed > 0 {
+        eprintln!(
+            "oxbench: {} of {} requests failed",
+            summary.failed, cli.total
+        );
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
 }

@@ -1,0 +1,10 @@
+//! The `oxbench` load generator's parts (the binary is `src/bin/oxbench.rs`), after etcd's
+//! `tools/benchmark`:
+//!
+//! - [`workload`]: keys, values and the gRPC request of each request number (pure);
+//! - [`runner`]: connections, concurrent clients, progress bar;
+//! - [`report`]: latency recording and the etcd-shaped summary (text or JSON).
+
+pub mod report;
+pub mod runner;
+pub mod workload;
