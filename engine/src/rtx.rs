@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::cursor::{Cursor, NodeRef, TreeSource};
 use crate::db::Inner;
@@ -34,6 +34,8 @@ pub struct ReadTx {
     buckets: Mutex<BucketTable>,
     /// Whether `Db::begin_read` counted this snapshot among the open readers.
     registered: bool,
+    /// The freelist, once something asked for it.
+    free_ids: OnceLock<Vec<u64>>,
 }
 
 /// Buckets opened by a read transaction; opening the same one again returns the same id, so
@@ -60,6 +62,7 @@ impl ReadTx {
                 ..Default::default()
             }),
             registered: true,
+            free_ids: OnceLock::new(),
         }
     }
 
@@ -96,14 +99,27 @@ impl ReadTx {
     }
 
     /// The freelist as this snapshot's meta records it (rebuilt by scanning if the file
-    /// has none).
+    /// has none), sorted.
     pub fn free_page_ids(&self) -> Result<Vec<u64>> {
-        if self.meta.freelist_pgid == NO_FREELIST {
-            return crate::check::unreachable_pages(&self.map, &self.meta);
+        Ok(self.free_ids_sorted()?.to_vec())
+    }
+
+    /// The freelist, read (or, for a file without one, rebuilt by a full tree scan) once per
+    /// snapshot: per-page callers such as `page_info` would otherwise repeat that work for
+    /// every page.
+    pub(crate) fn free_ids_sorted(&self) -> Result<&[u64]> {
+        if let Some(ids) = self.free_ids.get() {
+            return Ok(ids);
         }
-        let page = self.page(self.meta.freelist_pgid)?;
-        crate::freelist::read_page(page.bytes, self.meta.high_water_pgid)
-            .map_err(|what| self.map.corrupt(page.offset, Corruption::BadPage(what)))
+        let mut ids = if self.meta.freelist_pgid == NO_FREELIST {
+            crate::check::unreachable_pages(&self.map, &self.meta)?
+        } else {
+            let page = self.page(self.meta.freelist_pgid)?;
+            crate::freelist::read_page(page.bytes, self.meta.high_water_pgid)
+                .map_err(|what| self.map.corrupt(page.offset, Corruption::BadPage(what)))?
+        };
+        ids.sort_unstable();
+        Ok(self.free_ids.get_or_init(|| ids))
     }
 
     /// Writes a consistent copy of this snapshot as a complete database file (bbolt's

@@ -197,7 +197,7 @@ pub(crate) fn page_info(tx: &ReadTx, id: u64) -> Result<Option<PageInfo>> {
     let flags = get_u16(header, PAGE_FLAGS);
     let mut count = get_u16(header, PAGE_COUNT) as u64;
     let overflow = get_u32(header, PAGE_OVERFLOW);
-    let free = tx.free_page_ids()?;
+    let free = tx.free_ids_sorted()?;
     let kind = if free.binary_search(&id).is_ok() {
         PageKind::Free
     } else {

@@ -1,7 +1,7 @@
 //! oxcd's error table against etcd 3.4.23's own Go code.
 //!
 //! `tests/go/erroracle`, built offline against Debian's etcd sources in /usr/share/gocode (as
-//! `tests/go/build.sh` builds the wire oracle), prints every `rpctypes.ErrGRPC*` status (name,
+//! `scripts/go-build-offline.sh` builds every Go oracle), prints every `rpctypes.ErrGRPC*` status (name,
 //! code, message) and every entry of v3rpc's `toGRPCErrorMap` (internal error, its text, and
 //! the code and message grpc-go really sends for it). Both lists are complete by construction
 //! on the Go side. Here every etcd 3.4 status must have an `EtcdError` variant with the same
@@ -41,34 +41,24 @@ struct Oracle {
     togrpc: BTreeMap<String, GoMapping>,
 }
 
-/// Builds the Go oracle into this test's scratch dir, offline, as `tests/go/build.sh` does for
-/// the wire oracle (Go's cache keeps rebuilds quick).
+/// Builds the Go oracle into this test's scratch dir with the project's offline Go build script
+/// (Go's cache keeps rebuilds quick).
 fn build_oracle() -> PathBuf {
-    let go_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/go");
-    let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("erroracle");
-    std::fs::create_dir_all(&out_dir).expect("cannot create the oracle's output dir");
-    let binary = out_dir.join("erroracle");
-    // Build to a private name and rename, so a concurrent run never executes a partial file.
-    let partial = out_dir.join(format!("erroracle.tmp.{}", std::process::id()));
-    let status = Command::new("go")
-        .args(["build", "-o"])
-        .arg(&partial)
-        .arg("./erroracle")
-        .current_dir(&go_dir)
-        .env("GOPATH", GOPATH)
-        .env("GO111MODULE", "off")
-        .env("GOFLAGS", "")
-        .env("GOPROXY", "off")
-        .env("CGO_ENABLED", "0")
-        .env("GOCACHE", out_dir.join("go-cache"))
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let script = crate_dir.join("../scripts/go-build-offline.sh");
+    let binary = Path::new(env!("CARGO_TARGET_TMPDIR")).join("erroracle/erroracle");
+    let status = Command::new("bash")
+        .arg(&script)
+        .arg(crate_dir.join("tests/go/erroracle"))
+        .arg(&binary)
+        .arg("go.etcd.io/etcd")
         .status()
-        .unwrap_or_else(|err| panic!("cannot run go: {err}"));
+        .unwrap_or_else(|err| panic!("cannot run {}: {err}", script.display()));
     assert!(
         status.success(),
         "building tests/go/erroracle failed ({status}): this test needs Go (golang-go) and \
          etcd 3.4's Go sources (golang-etcd-server-dev) to prove error compatibility"
     );
-    std::fs::rename(&partial, &binary).expect("cannot move the oracle into place");
     binary
 }
 

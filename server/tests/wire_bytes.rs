@@ -1,6 +1,6 @@
 //! Byte-for-byte wire compatibility with etcd 3.4.23's own Go types.
 //!
-//! `tests/go/wireoracle` (built offline by `tests/go/build.sh` against Debian's etcd sources in
+//! `tests/go/wireoracle` (built offline by `scripts/go-build-offline.sh` against Debian's etcd sources in
 //! /usr/share/gocode) prints "name hex" for a fixed set of messages encoded by etcd's gogoproto
 //! code. Here the same messages are built with oxcd's generated types: each must encode to the
 //! same bytes, and etcd's bytes must decode back to the same message. The case lists on both
@@ -444,20 +444,32 @@ fn from_hex(hex: &str) -> Vec<u8> {
 
 /// Builds the Go oracle into this test's scratch dir (Go's cache keeps rebuilds quick).
 fn build_oracle() -> PathBuf {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/go/build.sh");
-    let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("wireoracle");
+    let binary = Path::new(env!("CARGO_TARGET_TMPDIR")).join("wireoracle/wireoracle");
+    go_build_offline(
+        "tests/go/wireoracle",
+        &binary,
+        "to prove wire compatibility",
+    );
+    binary
+}
+
+/// Builds the Go program in `src` (relative to this crate) with the project's offline Go build
+/// script, panicking with what to install if it fails.
+fn go_build_offline(src: &str, binary: &Path, purpose: &str) {
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let script = crate_dir.join("../scripts/go-build-offline.sh");
     let status = Command::new("bash")
         .arg(&script)
-        .arg(&out_dir)
+        .arg(crate_dir.join(src))
+        .arg(binary)
+        .arg("go.etcd.io/etcd")
         .status()
         .unwrap_or_else(|err| panic!("cannot run {}: {err}", script.display()));
     assert!(
         status.success(),
-        "{} failed ({status}): this test needs Go (golang-go) and etcd 3.4's Go sources \
-         (golang-etcd-server-dev) to prove wire compatibility",
-        script.display()
+        "building {src} failed ({status}): this test needs Go (golang-go) and etcd 3.4's Go \
+         sources (golang-etcd-server-dev) {purpose}"
     );
-    out_dir.join("wireoracle")
 }
 
 fn oracle_encodings() -> BTreeMap<String, Vec<u8>> {

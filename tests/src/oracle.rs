@@ -1,6 +1,6 @@
 //! Building and running the bbolt format oracle (`tests/oracle/bboltoracle`, Go, bbolt 1.3.6).
 //!
-//! The oracle is built once per test process by `tests/oracle/build.sh` into
+//! The oracle is built once per test process by `scripts/go-build-offline.sh` into
 //! `<workspace>/target/oracle/`. The build script writes under a temporary name and renames, so
 //! test binaries building concurrently never run a half-written file, and Go's build cache makes
 //! every build after the first one take about a second.
@@ -42,10 +42,13 @@ impl Oracle {
     fn build() -> Result<Oracle> {
         let root = workspace_root();
         let out_dir = root.join("target").join("oracle");
-        let script = root.join("tests").join("oracle").join("build.sh");
+        let script = root.join("scripts").join("go-build-offline.sh");
+        let bin = out_dir.join("bboltoracle");
         let output = Command::new("bash")
             .arg(&script)
-            .arg(&out_dir)
+            .arg(root.join("tests").join("oracle").join("bboltoracle"))
+            .arg(&bin)
+            .arg("go.etcd.io/bbolt")
             .output()
             .map_err(|e| Error::msg(format!("cannot run {}: {e}", script.display())))?;
         if !output.status.success() {
@@ -56,9 +59,7 @@ impl Oracle {
                 String::from_utf8_lossy(&output.stderr).trim_end()
             )));
         }
-        Ok(Oracle {
-            bin: out_dir.join("bboltoracle"),
-        })
+        Ok(Oracle { bin })
     }
 
     /// The path of the oracle binary.

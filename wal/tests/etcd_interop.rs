@@ -20,7 +20,6 @@ use oxcd_wal::{
 };
 
 const ETCD_SOURCES: &str = "/usr/share/gocode/src/go.etcd.io/etcd/wal";
-const GOPATH: &str = "/usr/share/gocode";
 const ZERO: SnapshotMark = SnapshotMark { index: 0, term: 0 };
 
 /// Builds walcheck once per test binary run.
@@ -28,28 +27,21 @@ fn walcheck() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
         .get_or_init(|| {
-            let has_go = Command::new("go")
-                .arg("version")
-                .output()
-                .is_ok_and(|o| o.status.success());
-            assert!(
-                has_go && Path::new(ETCD_SOURCES).is_dir(),
-                "needs `go` and etcd 3.4 sources in {ETCD_SOURCES} (see scripts/test.sh)"
-            );
-            let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
-            let out = tmp.join("walcheck");
-            let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/go/walcheck");
-            let status = Command::new("go")
-                .args(["build", "-o"])
+            let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+            let script = crate_dir.join("../scripts/go-build-offline.sh");
+            let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-walcheck/walcheck");
+            let status = Command::new("bash")
+                .arg(&script)
+                .arg(crate_dir.join("tests/go/walcheck"))
                 .arg(&out)
-                .arg(".")
-                .current_dir(&source)
-                .env("GOPATH", GOPATH)
-                .env("GO111MODULE", "off")
-                .env("GOCACHE", tmp.join("go-cache"))
+                .arg("go.etcd.io/etcd/wal")
                 .status()
-                .expect("run go build");
-            assert!(status.success(), "go build of walcheck failed");
+                .expect("run scripts/go-build-offline.sh");
+            assert!(
+                status.success(),
+                "go build of walcheck failed: needs `go` and etcd 3.4 sources in {ETCD_SOURCES} \
+                 (see scripts/test.sh)"
+            );
             out
         })
         .clone()
