@@ -1,11 +1,13 @@
-//! oxcd-server: the etcd v3 server. Issue 3 fills it (raft node, MVCC, gRPC API).
-//!
-//! Today it holds only the bucket-name registry, which later issues share with the engine's
-//! users (`oxutl` and the tests), so every bucket name is spelled in one place.
+//! oxcd-server: the etcd v3 server: configuration (`config`), the raft node and its WAL
+//! storage (`raft`), MVCC (`mvcc`), membership (`membership`), the member that ties them
+//! together (`etcdserver`), and the etcd v3 gRPC and HTTP API (`api`). `schema` names every
+//! bucket and meta key in one place.
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod config;
+pub mod etcdserver;
+pub mod membership;
 pub mod mvcc;
 pub mod pb;
 pub mod raft;

@@ -1,20 +1,19 @@
 //! `oxcd`: the server binary. It reads etcd's flags, `ETCD_*` variables and config file
 //! (`oxcd_server::config`), answering `--help` and `--version` as etcd does and refusing a bad
-//! configuration with etcd's message and exit code. The etcd v3 server itself arrives with
-//! issue 3; until then a valid configuration ends in a one-line notice and exit code 2, so no
-//! script mistakes this binary for a running member.
+//! configuration with etcd's message and exit code; then it starts the member
+//! (`oxcd_server::etcdserver`), waits until it leads or follows a leader and has applied its
+//! log, logs etcd's milestone lines, and serves clients until SIGTERM or SIGINT.
 #![forbid(unsafe_code)]
 
-use oxcd_server::config::{self, Action};
+use std::time::Duration;
+
+use oxcd_server::config::{self, Action, Config, LogLevel};
+use oxcd_server::{api, etcdserver};
 
 fn main() {
     let loaded = match config::load_from_process() {
         Ok(Action::Run(loaded)) => loaded,
-        Ok(Action::PrintHelp(text)) => {
-            print!("{text}");
-            return;
-        }
-        Ok(Action::PrintVersion(text)) => {
+        Ok(Action::PrintHelp(text)) | Ok(Action::PrintVersion(text)) => {
             print!("{text}");
             return;
         }
@@ -23,14 +22,140 @@ fn main() {
             std::process::exit(err.exit_code());
         }
     };
+    init_logging(loaded.config.log_level);
     for warning in &loaded.warnings {
-        eprintln!("oxcd: warning: {warning}");
+        tracing::warn!("{warning}");
     }
-    eprintln!(
-        "oxcd: configuration for member {:?} (data dir {}) is valid, but the server arrives with \
-         issue 3; only the storage engine and oxutl exist yet",
-        loaded.config.name,
-        loaded.config.data_dir.display()
+    if let Err(message) = run(&loaded.config) {
+        tracing::error!("{message}");
+        std::process::exit(1);
+    }
+}
+
+fn init_logging(level: LogLevel) {
+    let max = match level {
+        LogLevel::Debug => tracing::Level::DEBUG,
+        LogLevel::Info => tracing::Level::INFO,
+        LogLevel::Warn => tracing::Level::WARN,
+        _ => tracing::Level::ERROR,
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(max)
+        .with_target(false)
+        .with_ansi(false)
+        .init();
+}
+
+fn run(cfg: &Config) -> Result<(), String> {
+    let addrs = cfg.client_bind_addrs().map_err(|e| e.to_string())?;
+    tracing::info!(
+        name = %cfg.name,
+        data_dir = %cfg.data_dir.display(),
+        version = env!("CARGO_PKG_VERSION"),
+        "starting oxcd"
     );
-    std::process::exit(2);
+    let started = etcdserver::start(cfg).map_err(|e| e.to_string())?;
+    let server = started.server.clone();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("oxcd-api")
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let (raft_done_tx, raft_done_rx) = tokio::sync::oneshot::channel();
+    let raft_thread = started.raft_thread;
+    std::thread::spawn(move || {
+        let result = raft_thread.join().unwrap_or_else(|_| {
+            Err(etcdserver::ServerError::Internal(
+                "raft thread panicked".into(),
+            ))
+        });
+        let _ = raft_done_tx.send(result);
+    });
+    let result = runtime.block_on(async move {
+        let mut raft_done = raft_done_rx;
+        tokio::select! {
+            ready = wait_ready(&server) => ready?,
+            ended = &mut raft_done => return Err(raft_end_message(ended)),
+        }
+        tracing::info!(
+            member = format!("{:x}", server.member_id()),
+            cluster = format!("{:x}", server.cluster_id()),
+            "published local member to cluster through raft"
+        );
+        tracing::info!(
+            "enabled capabilities for version {}",
+            oxcd_server::config::ETCD_API_VERSION
+        );
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<Option<String>>();
+        let watcher = tokio::spawn(async move {
+            let outcome = tokio::select! {
+                signal = shutdown_signal() => { tracing::info!("received {signal}, shutting down"); None }
+                ended = &mut raft_done => Some(raft_end_message(ended)),
+            };
+            let _ = stop_tx.send(outcome.clone());
+            (outcome, raft_done)
+        });
+        let shutdown = async move {
+            let _ = stop_rx.await;
+        };
+        api::serve::serve(&server, &addrs, shutdown)
+            .await
+            .map_err(|e| format!("cannot serve clients: {e}"))?;
+        let (outcome, raft_done) = watcher.await.map_err(|e| e.to_string())?;
+        if let Some(fatal) = outcome {
+            return Err(fatal);
+        }
+        server.stop();
+        match raft_done.await {
+            Ok(Ok(())) => Ok(()),
+            ended => Err(raft_end_message(ended)),
+        }
+    });
+    started.server.store().close();
+    started
+        .server
+        .store()
+        .backend()
+        .close()
+        .map_err(|e| format!("closing the backend: {e}"))?;
+    if result.is_ok() {
+        tracing::info!("stopped");
+    }
+    result
+}
+
+type RaftEnd = Result<Result<(), etcdserver::ServerError>, tokio::sync::oneshot::error::RecvError>;
+
+fn raft_end_message(ended: RaftEnd) -> String {
+    match ended {
+        Ok(Ok(())) => "the raft loop stopped".to_string(),
+        Ok(Err(e)) => format!("the raft loop failed: {e}"),
+        Err(_) => "the raft loop went away".to_string(),
+    }
+}
+
+/// Waits until a leader is known and the log as of start-up is applied.
+async fn wait_ready(server: &etcdserver::EtcdServer) -> Result<(), String> {
+    loop {
+        if server.leader() != 0 && server.applied_index() >= server.commit_index() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        std::future::pending::<()>().await;
+        return "nothing";
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
 }

@@ -197,6 +197,15 @@ impl Backend {
         Ok(committed.tx().write_to(w)?)
     }
 
+    /// A consistent snapshot of the database as of a commit made by this call, to be written
+    /// out with [`Snapshot::write_to`] while writers carry on (the pages it shows stay
+    /// allocated until it is dropped). Its size is known before writing (etcd's Maintenance
+    /// `Snapshot` reports the bytes remaining as it streams).
+    pub fn begin_snapshot(&self) -> Result<Snapshot> {
+        self.force_commit()?;
+        Ok(Snapshot(self.handle.core.committed()?))
+    }
+
     /// Online defragmentation; see the module doc.
     pub fn defrag(&self) -> Result<()> {
         self.handle.core.defrag()
@@ -382,5 +391,20 @@ impl Core {
         let old = self.swap_shared(None, Arc::new(ReadBuffer::default()));
         drop(old);
         result
+    }
+}
+
+/// A consistent copy of the database being taken; see [`Backend::begin_snapshot`].
+pub struct Snapshot(Arc<Committed>);
+
+impl Snapshot {
+    /// The bytes [`Snapshot::write_to`] writes.
+    pub fn size_bytes(&self) -> u64 {
+        self.0.tx().size_bytes()
+    }
+
+    /// Writes the copy to `w`; returns the bytes written.
+    pub fn write_to(&self, w: &mut dyn std::io::Write) -> Result<u64> {
+        Ok(self.0.tx().write_to(w)?)
     }
 }

@@ -1,8 +1,9 @@
 //! The etcd v3 gRPC API: what clients see of the server.
 //!
-//! One file per gRPC service will live here (KV, Watch, Lease, Cluster, Maintenance, Auth, Lock,
-//! Election), each translating requests into calls on the raft node and the stores, and their
-//! results back into etcd's responses.
+//! One file per gRPC service (KV, Cluster, Maintenance today; Watch, Lease, Auth, Lock and
+//! Election with issue 4), each translating requests into calls on the member
+//! ([`crate::etcdserver::EtcdServer`]) and the store, and their results back into etcd's
+//! responses. `serve` binds the client listeners, with HTTP `/health` and `/version`.
 //!
 //! [`errors`] is the one place where a failure becomes a client-visible status: every error a
 //! client can see is a variant of [`EtcdError`] carrying etcd's exact gRPC code and message,
@@ -12,6 +13,10 @@
 //! This module may use every subsystem of the server; no subsystem uses it. Stores need not
 //! import it to have their errors mapped: [`to_status`] maps an internal error by its text.
 
+pub mod cluster;
 pub mod errors;
+pub mod kv;
+pub mod maintenance;
+pub mod serve;
 
 pub use errors::{to_status, ErrorSpec, EtcdError, InternalError, Since, INTERNAL_ERRORS};

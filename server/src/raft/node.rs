@@ -167,8 +167,20 @@ impl RaftNode {
 
     /// Restarts a member from its WAL and newest usable snap file.
     pub fn restart(cfg: &NodeConfig) -> Result<(RaftNode, Restored)> {
+        RaftNode::restart_as(cfg, |_| Ok(cfg.id))
+    }
+
+    /// Restarts a member whose ID is recorded in the WAL's metadata: `member_id` reads it
+    /// (etcd: the `Metadata` record's node ID) and replaces `cfg.id`.
+    pub fn restart_as(
+        cfg: &NodeConfig,
+        member_id: impl FnOnce(&[u8]) -> Result<u64, ApplyError>,
+    ) -> Result<(RaftNode, Restored)> {
         let (storage, restored) =
             WalStorage::open(&cfg.wal_dir, &cfg.snap_dir, cfg.wal_options.clone())?;
+        let mut cfg = cfg.clone();
+        cfg.id = member_id(&restored.metadata).map_err(RaftError::Apply)?;
+        let cfg = &cfg;
         let (applied, conf_state) = match &restored.snapshot {
             Some(s) => (
                 s.metadata.index,

@@ -1,0 +1,168 @@
+//! The client listeners: on every `--listen-client-urls` address, etcd's gRPC services and the
+//! HTTP endpoints `/health` and `/version` share one port, as in etcd (HTTP/2 for gRPC,
+//! HTTP/1.1 for the endpoints).
+//!
+//! Services not built yet (Watch, Lease, Auth, Lock, Election) are not routed: a call to them
+//! gets gRPC's UNIMPLEMENTED, and the README's compatibility table says so.
+//!
+//! Message size: etcd lets grpc-go receive `--max-request-bytes` plus 512 KiB of framing and
+//! answers a request between the two limits "etcdserver: request is too large". tonic's own
+//! limit is set well above that so the KV service can answer a larger message with grpc-go's
+//! status text instead of tonic's (`kv.rs`).
+
+use std::future::Future;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::routing::get;
+use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tonic::service::Routes;
+use tonic::transport::Server;
+
+use super::cluster::ClusterService;
+use super::errors::GRPC_OVERHEAD_BYTES;
+use super::kv::KvService;
+use super::maintenance::{server_version, MaintenanceService};
+use crate::config::BindAddr;
+use crate::etcdserver::EtcdServer;
+use crate::pb::etcdserverpb::cluster_server::ClusterServer;
+use crate::pb::etcdserverpb::kv_server::KvServer;
+use crate::pb::etcdserverpb::maintenance_server::MaintenanceServer;
+
+/// tonic's receive limit is this many times etcd's, so oversized messages reach the service.
+const TONIC_LIMIT_FACTOR: usize = 4;
+
+/// Every route of the client port.
+pub fn routes(server: &EtcdServer) -> Routes {
+    let max_request = server.limits().max_request_bytes + GRPC_OVERHEAD_BYTES;
+    let recv_limit = (max_request as usize).saturating_mul(TONIC_LIMIT_FACTOR);
+    let http = axum::Router::new()
+        .route("/health", get(health))
+        .route("/version", get(version))
+        .fallback(unknown_service)
+        .with_state(server.clone());
+    Routes::from(http)
+        .add_service(
+            KvServer::new(KvService::new(server.clone()))
+                .max_decoding_message_size(recv_limit)
+                .max_encoding_message_size(usize::MAX),
+        )
+        .add_service(
+            MaintenanceServer::new(MaintenanceService::new(server.clone()))
+                .max_decoding_message_size(recv_limit)
+                .max_encoding_message_size(usize::MAX),
+        )
+        .add_service(
+            ClusterServer::new(ClusterService::new(server.clone()))
+                .max_decoding_message_size(recv_limit),
+        )
+}
+
+/// Binds every address first (so a bad address fails the start), then serves them all until
+/// `shutdown` completes.
+pub async fn serve(
+    server: &EtcdServer,
+    addrs: &[BindAddr],
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    for addr in addrs {
+        let routes = routes(server);
+        let mut stop = stop_rx.clone();
+        let signal = async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        };
+        let builder = Server::builder()
+            .accept_http1(true)
+            .tcp_nodelay(true)
+            .max_concurrent_streams(None);
+        match addr {
+            BindAddr::Tcp(socket) => {
+                let listener = tokio::net::TcpListener::bind(socket).await?;
+                let incoming = TcpListenerStream::new(listener);
+                let mut builder = builder;
+                tasks.push(tokio::spawn(
+                    builder
+                        .add_routes(routes)
+                        .serve_with_incoming_shutdown(incoming, signal),
+                ));
+            }
+            BindAddr::Unix(path) => {
+                let _ = std::fs::remove_file(path);
+                let listener = tokio::net::UnixListener::bind(path)?;
+                let incoming = UnixListenerStream::new(listener);
+                let mut builder = builder;
+                tasks.push(tokio::spawn(
+                    builder
+                        .add_routes(routes)
+                        .serve_with_incoming_shutdown(incoming, signal),
+                ));
+            }
+        }
+    }
+    tracing::info!("ready to serve client requests");
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    for task in tasks {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(%e, "client listener failed"),
+            Err(e) => tracing::warn!(%e, "client listener task failed"),
+        }
+    }
+    Ok(())
+}
+
+/// What grpc-go answers a call to a service it does not serve: UNIMPLEMENTED, "unknown
+/// service <name>" (a gRPC status in the headers of an HTTP 200 response).
+async fn unknown_service(uri: axum::http::Uri) -> impl axum::response::IntoResponse {
+    let service = uri
+        .path()
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let message = format!("unknown service {service}");
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "application/grpc".to_string()),
+            (
+                header::HeaderName::from_static("grpc-status"),
+                "12".to_string(),
+            ),
+            (header::HeaderName::from_static("grpc-message"), message),
+        ],
+    )
+}
+
+/// etcd's `/health`: healthy with a leader and no alarm.
+async fn health(
+    State(server): State<EtcdServer>,
+) -> (StatusCode, [(header::HeaderName, &'static str); 1], String) {
+    let healthy = server.leader() != 0 && server.alarms().is_empty();
+    let status = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        format!("{{\"health\":\"{healthy}\"}}"),
+    )
+}
+
+/// etcd's `/version`, plus oxcd's own version.
+async fn version() -> ([(header::HeaderName, &'static str); 1], String) {
+    let etcd = server_version();
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        format!(
+            "{{\"etcdserver\":\"{etcd}\",\"etcdcluster\":\"{etcd}\",\"oxcd\":\"{}\"}}",
+            env!("CARGO_PKG_VERSION")
+        ),
+    )
+}

@@ -1,0 +1,57 @@
+//! The errors of the server layer (proposals, reads, maintenance), each displaying exactly the
+//! text of etcd's internal error for the same condition, so `api::to_status` maps it to etcd's
+//! status by that text as `v3rpc/util.go` does.
+
+use crate::mvcc::MvccError;
+use crate::raft::RaftError;
+
+/// What a request to the server can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The store refused or failed the request.
+    #[error(transparent)]
+    Mvcc(#[from] MvccError),
+    /// Over `--quota-backend-bytes`, or the NOSPACE alarm is active (etcd's `ErrNoSpace`).
+    #[error("etcdserver: no space")]
+    NoSpace,
+    /// Committed minus applied is too large (etcd's `ErrTooManyRequests`).
+    #[error("etcdserver: too many requests")]
+    TooManyRequests,
+    /// Over `--max-request-bytes` (etcd's `ErrRequestTooLarge`).
+    #[error("etcdserver: request is too large")]
+    RequestTooLarge,
+    /// Not applied within the request timeout (etcd's `ErrTimeout`).
+    #[error("etcdserver: request timed out")]
+    Timeout,
+    /// The server is shutting down (etcd's `ErrStopped`).
+    #[error("etcdserver: server stopped")]
+    Stopped,
+    /// No leader to take a proposal (etcd's `ErrNoLeader`).
+    #[error("etcdserver: no leader")]
+    NoLeader,
+    /// MoveLeader to a member that cannot lead (etcd's `ErrBadLeaderTransferee`).
+    #[error("etcdserver: bad leader transferee")]
+    BadLeaderTransferee,
+    /// MoveLeader on a member that does not lead (etcd's `ErrNotLeader`).
+    #[error("etcdserver: not leader")]
+    NotLeader,
+    /// A raft or storage failure; the member stops.
+    #[error("etcdserver: {0}")]
+    Raft(String),
+    /// Any other internal failure (sent to clients as `Unknown` with this text).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<RaftError> for ServerError {
+    fn from(e: RaftError) -> ServerError {
+        ServerError::Raft(e.to_string())
+    }
+}
+
+impl From<oxcd_engine::backend::Error> for ServerError {
+    fn from(e: oxcd_engine::backend::Error) -> ServerError {
+        ServerError::Mvcc(MvccError::Backend(e))
+    }
+}

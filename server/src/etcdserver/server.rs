@@ -1,0 +1,402 @@
+//! [`EtcdServer`]: what the API layer calls. It owns nothing of raft itself; it hands
+//! proposals and read index requests to the raft loop thread (`raft_loop`) over a channel and
+//! waits, asynchronously, for the apply layer to answer.
+//!
+//! A write: check the request (limits, quota, the apply gap), register a waiter under a new
+//! request ID, send the encoded `InternalRaftRequest` to the loop, and wait (up to the request
+//! timeout) for the applier to trigger the waiter with the result. A linearizable read: ask
+//! the loop for a read index, wait until the loop reports the applied index has reached it,
+//! then read from the store. A serializable read goes to the store at once.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use prost::Message as _;
+use tokio::sync::oneshot;
+
+use super::error::ServerError;
+use super::idgen::IdGenerator;
+use crate::membership::Member;
+use crate::mvcc::{CompactionWait, Store};
+use crate::pb::etcdserverpb::alarm_request::AlarmAction;
+use crate::pb::etcdserverpb::{
+    AlarmMember, AlarmRequest, AlarmResponse, AlarmType, CompactionResponse, DeleteRangeResponse,
+    InternalRaftRequest, PutResponse, RangeResponse, RequestHeader, ResponseHeader, TxnResponse,
+};
+
+/// The result of applying one proposal.
+pub enum Applied {
+    Put(PutResponse),
+    DeleteRange(DeleteRangeResponse),
+    Txn(TxnResponse),
+    Range(RangeResponse),
+    Compaction {
+        response: CompactionResponse,
+        /// Completes when the `key` bucket is compacted (`--physical`).
+        wait: CompactionWait,
+    },
+    Alarm(AlarmResponse),
+}
+
+/// What one applied proposal answers.
+pub type ApplyResult = Result<Applied, ServerError>;
+
+/// Proposers waiting for their entry to be applied, by request ID.
+#[derive(Default)]
+pub(super) struct Waiters(Mutex<HashMap<u64, oneshot::Sender<ApplyResult>>>);
+
+impl Waiters {
+    fn register(&self, id: u64) -> oneshot::Receiver<ApplyResult> {
+        let (tx, rx) = oneshot::channel();
+        self.lock().insert(id, tx);
+        rx
+    }
+
+    pub(super) fn trigger(&self, id: u64, result: ApplyResult) {
+        if let Some(tx) = self.lock().remove(&id) {
+            let _ = tx.send(result);
+        }
+    }
+
+    fn cancel(&self, id: u64) {
+        self.lock().remove(&id);
+    }
+
+    /// Fails every waiter (the member is stopping).
+    pub(super) fn fail_all(&self) {
+        for (_, tx) in self.lock().drain() {
+            let _ = tx.send(Err(ServerError::Stopped));
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<ApplyResult>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The active alarms (etcd's `alarmStore`), mirrored in the `alarm` bucket by the applier.
+#[derive(Default)]
+pub(super) struct Alarms(RwLock<Vec<AlarmMember>>);
+
+impl Alarms {
+    pub(super) fn load(alarms: Vec<AlarmMember>) -> Alarms {
+        Alarms(RwLock::new(alarms))
+    }
+
+    /// True if `member` was not yet active.
+    pub(super) fn activate(&self, member: AlarmMember) -> bool {
+        let mut alarms = self.write();
+        if alarms.contains(&member) {
+            return false;
+        }
+        alarms.push(member);
+        true
+    }
+
+    /// True if `member` was active.
+    pub(super) fn deactivate(&self, member: &AlarmMember) -> bool {
+        let mut alarms = self.write();
+        let before = alarms.len();
+        alarms.retain(|a| a != member);
+        alarms.len() != before
+    }
+
+    /// Active alarms of type `alarm` (NONE: any) on member `member_id` (0: any).
+    pub(super) fn list(&self, alarm: i32, member_id: u64) -> Vec<AlarmMember> {
+        let alarms = self.0.read().unwrap_or_else(|p| p.into_inner());
+        alarms
+            .iter()
+            .filter(|a| alarm == AlarmType::None as i32 || a.alarm == alarm)
+            .filter(|a| member_id == 0 || a.member_id == member_id)
+            .copied()
+            .collect()
+    }
+
+    pub(super) fn no_space(&self) -> bool {
+        !self.list(AlarmType::Nospace as i32, 0).is_empty()
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Vec<AlarmMember>> {
+        self.0.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The members as applied, by ID, with this member's name and client URLs as its flags give
+/// them (etcd publishes those through raft; see `start::publish_local`).
+#[derive(Default)]
+pub(super) struct Members {
+    members: RwLock<Vec<Member>>,
+    /// This member's ID, name and client URLs.
+    local: (u64, String, Vec<String>),
+}
+
+impl Members {
+    pub(super) fn load(members: Vec<Member>, local: (u64, String, Vec<String>)) -> Members {
+        let loaded = Members {
+            members: RwLock::new(Vec::new()),
+            local,
+        };
+        for member in members {
+            loaded.add(member);
+        }
+        loaded
+    }
+
+    pub(super) fn add(&self, mut member: Member) {
+        if member.id == self.local.0 {
+            member.name.clone_from(&self.local.1);
+            member.client_urls.clone_from(&self.local.2);
+        }
+        let mut members = self.members.write().unwrap_or_else(|p| p.into_inner());
+        members.retain(|m| m.id != member.id);
+        members.push(member);
+        members.sort_by_key(|m| m.id);
+    }
+
+    pub(super) fn remove(&self, id: u64) {
+        let mut members = self.members.write().unwrap_or_else(|p| p.into_inner());
+        members.retain(|m| m.id != id);
+    }
+
+    pub(super) fn list(&self) -> Vec<Member> {
+        self.members
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// Raft's progress as the loop last saw it, readable without asking the loop.
+#[derive(Default)]
+pub(super) struct RaftStatus {
+    term: AtomicU64,
+    leader: AtomicU64,
+    commit: AtomicU64,
+    applied: AtomicU64,
+}
+
+impl RaftStatus {
+    pub(super) fn set(&self, term: u64, leader: u64, commit: u64) {
+        self.term.store(term, Ordering::Release);
+        self.leader.store(leader, Ordering::Release);
+        self.commit.store(commit, Ordering::Release);
+    }
+
+    pub(super) fn set_applied(&self, applied: u64) {
+        self.applied.store(applied, Ordering::Release);
+    }
+}
+
+/// Requests to the raft loop thread.
+pub(super) enum LoopRequest {
+    /// Propose this encoded `InternalRaftRequest`; its waiter is registered.
+    Propose { id: u64, data: Vec<u8> },
+    /// Find a read index; the reply comes once the applied index reaches it.
+    ReadIndex(super::apply::ReadWaiter),
+    /// Transfer leadership to this member.
+    MoveLeader {
+        target: u64,
+        reply: oneshot::Sender<Result<(), ServerError>>,
+    },
+}
+
+/// Limits checked before a request reaches raft.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// `--max-request-bytes`.
+    pub max_request_bytes: u64,
+    /// `--max-txn-ops`.
+    pub max_txn_ops: usize,
+    /// `--quota-backend-bytes`, resolved (`None`: no quota).
+    pub quota_bytes: Option<u64>,
+    /// How long a proposer waits for its entry to apply.
+    pub request_timeout: Duration,
+}
+
+/// What the server's handles and the raft loop share.
+pub(super) struct Shared {
+    pub(super) store: Store,
+    pub(super) member_id: u64,
+    pub(super) cluster_id: u64,
+    pub(super) members: Members,
+    pub(super) alarms: Alarms,
+    pub(super) status: RaftStatus,
+    pub(super) waiters: Waiters,
+    pub(super) to_loop: Mutex<Option<mpsc::Sender<LoopRequest>>>,
+    pub(super) ids: IdGenerator,
+    pub(super) limits: Limits,
+}
+
+/// A cheap, cloneable handle on the running member.
+#[derive(Clone)]
+pub struct EtcdServer {
+    pub(super) shared: Arc<Shared>,
+}
+
+impl EtcdServer {
+    /// The MVCC store (for reads and maintenance).
+    pub fn store(&self) -> &Store {
+        &self.shared.store
+    }
+
+    /// This member's ID.
+    pub fn member_id(&self) -> u64 {
+        self.shared.member_id
+    }
+
+    /// The cluster's ID.
+    pub fn cluster_id(&self) -> u64 {
+        self.shared.cluster_id
+    }
+
+    /// The members as applied, by ID.
+    pub fn members(&self) -> Vec<Member> {
+        self.shared.members.list()
+    }
+
+    /// The request limits.
+    pub fn limits(&self) -> &Limits {
+        &self.shared.limits
+    }
+
+    /// The current raft term.
+    pub fn term(&self) -> u64 {
+        self.shared.status.term.load(Ordering::Acquire)
+    }
+
+    /// The leader's ID (0: none known).
+    pub fn leader(&self) -> u64 {
+        self.shared.status.leader.load(Ordering::Acquire)
+    }
+
+    /// The raft commit index.
+    pub fn commit_index(&self) -> u64 {
+        self.shared.status.commit.load(Ordering::Acquire)
+    }
+
+    /// The last applied raft index.
+    pub fn applied_index(&self) -> u64 {
+        self.shared.status.applied.load(Ordering::Acquire)
+    }
+
+    /// Active alarms (any type, any member).
+    pub fn alarms(&self) -> Vec<AlarmMember> {
+        self.shared.alarms.list(AlarmType::None as i32, 0)
+    }
+
+    /// A response header for `revision` (etcd fills cluster, member, revision and term).
+    pub fn header(&self, revision: i64) -> ResponseHeader {
+        ResponseHeader {
+            cluster_id: self.cluster_id(),
+            member_id: self.member_id(),
+            revision,
+            raft_term: self.term(),
+        }
+    }
+
+    /// Fills the header of a response whose store header carries only the revision.
+    pub fn fill_header(&self, header: &mut Option<ResponseHeader>) {
+        let revision = header.as_ref().map_or(0, |h| h.revision);
+        *header = Some(self.header(revision));
+    }
+
+    fn send(&self, request: LoopRequest) -> Result<(), ServerError> {
+        let guard = self
+            .shared
+            .to_loop
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match guard.as_ref() {
+            Some(tx) => tx.send(request).map_err(|_| ServerError::Stopped),
+            None => Err(ServerError::Stopped),
+        }
+    }
+
+    /// Proposes `request` through raft and waits for its result (etcd's `processInternalRaftRequestOnce`).
+    pub async fn propose(&self, mut request: InternalRaftRequest) -> ApplyResult {
+        if self.commit_index()
+            > self.applied_index() + crate::api::errors::MAX_GAP_BETWEEN_APPLY_AND_COMMIT_INDEX
+        {
+            return Err(ServerError::TooManyRequests);
+        }
+        let id = self.shared.ids.next();
+        request.header = Some(RequestHeader {
+            id,
+            ..RequestHeader::default()
+        });
+        let data = request.encode_to_vec();
+        if data.len() as u64 > self.shared.limits.max_request_bytes {
+            return Err(ServerError::RequestTooLarge);
+        }
+        let rx = self.shared.waiters.register(id);
+        if let Err(e) = self.send(LoopRequest::Propose { id, data }) {
+            self.shared.waiters.cancel(id);
+            return Err(e);
+        }
+        match tokio::time::timeout(self.shared.limits.request_timeout, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(ServerError::Stopped),
+            Err(_) => {
+                self.shared.waiters.cancel(id);
+                Err(ServerError::Timeout)
+            }
+        }
+    }
+
+    /// Waits until this member may serve a linearizable read (etcd's `linearizableReadNotify`).
+    pub async fn read_barrier(&self) -> Result<(), ServerError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(LoopRequest::ReadIndex(tx))?;
+        match tokio::time::timeout(self.shared.limits.request_timeout, rx).await {
+            Ok(Ok(result)) => result.map(|_| ()),
+            Ok(Err(_)) => Err(ServerError::Stopped),
+            Err(_) => Err(ServerError::Timeout),
+        }
+    }
+
+    /// Raises an alarm through raft (etcd raises NOSPACE this way when a request exceeds the
+    /// quota).
+    pub async fn raise_alarm(&self, alarm: AlarmType) -> ApplyResult {
+        self.propose(InternalRaftRequest {
+            alarm: Some(AlarmRequest {
+                action: AlarmAction::Activate as i32,
+                member_id: self.member_id(),
+                alarm: alarm as i32,
+            }),
+            ..InternalRaftRequest::default()
+        })
+        .await
+    }
+
+    /// Whether a request costing `cost_bytes` fits the quota (etcd's `backendQuota.Available`).
+    pub fn quota_available(&self, cost_bytes: u64) -> bool {
+        match self.shared.limits.quota_bytes {
+            None => true,
+            Some(quota) => self.store().backend().size() + cost_bytes <= quota,
+        }
+    }
+
+    /// Transfers leadership to `target` (Maintenance MoveLeader).
+    pub async fn move_leader(&self, target: u64) -> Result<(), ServerError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(LoopRequest::MoveLeader { target, reply })?;
+        match tokio::time::timeout(self.shared.limits.request_timeout, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(ServerError::Stopped),
+            Err(_) => Err(ServerError::Timeout),
+        }
+    }
+
+    /// Stops accepting requests: the raft loop ends once it has drained its channel.
+    pub fn stop(&self) {
+        self.shared
+            .to_loop
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+    }
+}
