@@ -35,7 +35,7 @@ pub(super) struct LoopConfig {
     pub(super) tick: Duration,
     /// `--snapshot-count`.
     pub(super) snapshot_count: u64,
-    /// `--max-snapshots` (0: keep all).
+    /// Snap files kept (`--max-snapshots`; its 0, "keep all", arrives as `usize::MAX`).
     pub(super) max_snapshots: usize,
     /// Campaign at once when this member is the only voter (no peer can be ahead of it).
     pub(super) campaign_if_alone: bool,

@@ -55,7 +55,7 @@ pub fn start(cfg: &Config) -> Result<Started, ServerError> {
     node_cfg.heartbeat_tick = 1;
     node_cfg.election_tick = cfg.election_ticks().max(2) as usize;
     node_cfg.wal_options = WalOptions {
-        max_wals: cfg.max_wals as usize,
+        max_wals: keep_limit(cfg.max_wals),
         ..WalOptions::default()
     };
     let (node, member_id, cluster_id) = if wal_exists(&wal_dir) {
@@ -95,7 +95,7 @@ pub fn start(cfg: &Config) -> Result<Started, ServerError> {
         LoopConfig {
             tick: std::time::Duration::from_millis(cfg.heartbeat_interval_ms.max(1)),
             snapshot_count: cfg.snapshot_count,
-            max_snapshots: cfg.max_snapshots as usize,
+            max_snapshots: keep_limit(cfg.max_snapshots),
             campaign_if_alone: true,
         },
     );
@@ -107,6 +107,14 @@ pub fn start(cfg: &Config) -> Result<Started, ServerError> {
         server: EtcdServer { shared },
         raft_thread,
     })
+}
+
+/// `--max-wals` / `--max-snapshots`: files kept, where etcd's 0 means all of them.
+fn keep_limit(setting: u64) -> usize {
+    match setting {
+        0 => usize::MAX,
+        n => usize::try_from(n).unwrap_or(usize::MAX),
+    }
 }
 
 fn restart_node(node_cfg: NodeConfig) -> Result<(RaftNode, u64, u64), ServerError> {
