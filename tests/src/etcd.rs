@@ -1,18 +1,24 @@
-//! A real etcd 3.4.23 child process for compatibility tests.
+//! A real etcd 3.4.23 child process — or oxcd, started with exactly the same flags — for
+//! compatibility tests.
 //!
 //! [`Etcd::start`] picks free ports by binding port 0 on 127.0.0.1 and releasing them, starts
 //! `etcd` with a fresh temporary data dir, and polls `etcdctl endpoint health` until it answers
 //! or a deadline passes. Another process can grab a port between the probe and etcd's bind; etcd
 //! then exits at once and the start is retried with new ports.
 //!
-//! [`Etcd::stop`] sends SIGTERM (etcd closes its backend cleanly) and waits with a deadline.
-//! Dropping an `Etcd` that still runs SIGKILLs it, so a failing test leaves no process behind; the
-//! data dir is removed with it.
+//! [`Etcd::start_oxcd`] and [`Etcd::start_with_args`] start another [`Flavor`] (a binary that
+//! takes etcd's flags) the same way, optionally with extra flags given to whichever server runs,
+//! so one test can start etcd and oxcd identically and compare what etcdctl says to each.
+//!
+//! [`Etcd::stop`] sends SIGTERM (the server closes its backend cleanly) and waits with a deadline;
+//! [`Etcd::kill`] sends SIGKILL (for crash tests); [`Etcd::restart`] stops and starts the same
+//! binary again on the same data dir, ports and flags. Dropping an `Etcd` that still runs
+//! SIGKILLs it, so a failing test leaves no process behind; the data dir is removed with it.
 //!
 //! Binaries: `$OXCD_ETCD_BIN` / `$OXCD_ETCDCTL_BIN`, else `etcd` / `etcdctl` from `PATH`. Both must
 //! report version 3.4.23.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -25,16 +31,45 @@ use crate::{bail, Error, Result};
 /// The etcd version every compatibility test is written against.
 pub const ETCD_VERSION: &str = "3.4.23";
 
+/// The member name every flavor is started with, so `member list` names match.
+pub const MEMBER_NAME: &str = "oxcd-test";
+
 const START_ATTEMPTS: usize = 3;
 const HEALTHY_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
-/// A running (or stopped) etcd member, alone in its cluster.
+/// Which server a member runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    /// Real etcd 3.4.23 (`$OXCD_ETCD_BIN`, else `etcd` from `PATH`).
+    Etcd,
+    /// Another binary taking etcd's flags, e.g. oxcd (`env!("CARGO_BIN_EXE_oxcd")`).
+    Binary(PathBuf),
+}
+
+impl Flavor {
+    /// A short name for messages: `etcd`, or the binary's file name.
+    pub fn name(&self) -> String {
+        match self {
+            Flavor::Etcd => "etcd".to_string(),
+            Flavor::Binary(path) => path.file_name().map_or_else(
+                || path.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            ),
+        }
+    }
+}
+
+/// A running (or stopped) member, alone in its cluster.
 pub struct Etcd {
     child: Option<Child>,
     dir: TempDir,
+    flavor: Flavor,
+    server_bin: PathBuf,
+    extra_args: Vec<String>,
     client_url: String,
+    peer_url: String,
     etcdctl: PathBuf,
 }
 
@@ -97,55 +132,107 @@ pub fn poll_until<T>(
 impl Etcd {
     /// Starts etcd in a new temporary data dir and waits until it is healthy.
     pub fn start() -> Result<Etcd> {
-        let etcd = etcd_bin();
+        Etcd::start_with_args(Flavor::Etcd, &[])
+    }
+
+    /// Starts `bin` (oxcd) with exactly the flags [`Etcd::start`] gives etcd, in a new temporary
+    /// data dir, and waits until `etcdctl endpoint health` answers.
+    pub fn start_oxcd(bin: &Path) -> Result<Etcd> {
+        Etcd::start_with_args(Flavor::Binary(bin.to_path_buf()), &[])
+    }
+
+    /// Starts `flavor` like [`Etcd::start`], appending `extra_args` (e.g.
+    /// `--quota-backend-bytes=2097152`) to the standard flags; they are kept for
+    /// [`Etcd::restart`].
+    pub fn start_with_args(flavor: Flavor, extra_args: &[&str]) -> Result<Etcd> {
         let etcdctl = etcdctl_bin();
-        ensure_version(&etcd, "--version", "etcd-server")?;
         ensure_version(&etcdctl, "version", "etcd-client")?;
-        let mut last_error = Error::msg("etcd never started");
+        let server_bin = match &flavor {
+            Flavor::Etcd => {
+                let etcd = etcd_bin();
+                ensure_version(&etcd, "--version", "etcd-server")?;
+                etcd
+            }
+            Flavor::Binary(path) => path.clone(),
+        };
+        let mut last_error = Error::msg(format!("{} never started", flavor.name()));
         for _ in 0..START_ATTEMPTS {
-            match Etcd::start_once(&etcd, &etcdctl) {
-                Ok(started) => return Ok(started),
+            let mut member = Etcd {
+                child: None,
+                dir: tempfile::Builder::new().prefix("oxcd-etcd-").tempdir()?,
+                flavor: flavor.clone(),
+                server_bin: server_bin.clone(),
+                extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+                client_url: format!("http://127.0.0.1:{}", free_port()?),
+                peer_url: format!("http://127.0.0.1:{}", free_port()?),
+                etcdctl: etcdctl.clone(),
+            };
+            match member.spawn_and_wait() {
+                Ok(()) => return Ok(member),
                 Err(e) => last_error = e,
             }
         }
         Err(last_error)
     }
 
-    fn start_once(etcd: &Path, etcdctl: &Path) -> Result<Etcd> {
-        let dir = tempfile::Builder::new().prefix("oxcd-etcd-").tempdir()?;
-        let client_url = format!("http://127.0.0.1:{}", free_port()?);
-        let peer_url = format!("http://127.0.0.1:{}", free_port()?);
-        let log = File::create(dir.path().join("etcd.log"))?;
-        let child = Command::new(etcd)
-            .arg("--name=oxcd-test")
-            .arg(format!("--data-dir={}", dir.path().join("data").display()))
-            .arg(format!("--listen-client-urls={client_url}"))
-            .arg(format!("--advertise-client-urls={client_url}"))
-            .arg(format!("--listen-peer-urls={peer_url}"))
-            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
-            .arg(format!("--initial-cluster=oxcd-test={peer_url}"))
+    /// Stops the member (SIGTERM; a no-op if already stopped or killed) and starts the same
+    /// binary again with the same flags, data dir and ports, waiting until it is healthy.
+    pub fn restart(&mut self) -> Result<()> {
+        self.stop()?;
+        // The very same command line: with a member already in the data dir, etcd ignores the
+        // initial-cluster flags, as an operator rerunning it expects.
+        self.spawn_and_wait()
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+
+    /// Spawns the server (appending to its log) and waits for health; on failure the child is
+    /// killed and the error carries the log tail.
+    fn spawn_and_wait(&mut self) -> Result<()> {
+        debug_assert!(self.child.is_none(), "spawn over a running member");
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())?;
+        let child = self
+            .command(log)?
+            .spawn()
+            .map_err(|e| Error::msg(format!("cannot start {}: {e}", self.server_bin.display())))?;
+        self.child = Some(child);
+        if let Err(e) = self.wait_healthy() {
+            // The start already failed; a failure to reap adds nothing to that error.
+            let _ = self.kill();
+            return Err(e.context(self.log_tail()));
+        }
+        Ok(())
+    }
+
+    fn command(&self, log: File) -> Result<Command> {
+        let mut cmd = Command::new(&self.server_bin);
+        let (client, peer) = (&self.client_url, &self.peer_url);
+        cmd.arg(format!("--name={MEMBER_NAME}"))
+            .arg(format!("--data-dir={}", self.data_dir().display()))
+            .arg(format!("--listen-client-urls={client}"))
+            .arg(format!("--advertise-client-urls={client}"))
+            .arg(format!("--listen-peer-urls={peer}"))
+            .arg(format!("--initial-advertise-peer-urls={peer}"))
+            .arg(format!("--initial-cluster={MEMBER_NAME}={peer}"))
             .arg("--initial-cluster-state=new")
+            .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .map_err(|e| Error::msg(format!("cannot start {}: {e}", etcd.display())))?;
-        let mut started = Etcd {
-            child: Some(child),
-            dir,
-            client_url,
-            etcdctl: etcdctl.to_path_buf(),
-        };
-        started
-            .wait_healthy()
-            .map_err(|e| e.context(started.log_tail()))?;
-        Ok(started)
+            .stderr(log);
+        Ok(cmd)
     }
 
     fn wait_healthy(&mut self) -> Result<()> {
-        poll_until(HEALTHY_TIMEOUT, "etcd to become healthy", || {
+        let what = format!("{} to become healthy", self.flavor.name());
+        let name = self.flavor.name();
+        poll_until(HEALTHY_TIMEOUT, &what, || {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().transpose()) {
-                bail!("etcd exited during start-up ({})", status?);
+                bail!("{name} exited during start-up ({})", status?);
             }
             Ok(self
                 .ctl(&["endpoint", "health", "--command-timeout=2s"])
@@ -154,17 +241,27 @@ impl Etcd {
         })
     }
 
+    /// Which server this member runs.
+    pub fn flavor(&self) -> &Flavor {
+        &self.flavor
+    }
+
     /// The client URL, e.g. `http://127.0.0.1:40123`.
     pub fn client_url(&self) -> &str {
         &self.client_url
     }
 
-    /// The `--data-dir` etcd was started with (`member/snap/db` is the bbolt backend).
+    /// The peer URL, e.g. `http://127.0.0.1:40124`.
+    pub fn peer_url(&self) -> &str {
+        &self.peer_url
+    }
+
+    /// The `--data-dir` the member was started with (`member/snap/db` is the bbolt backend).
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
 
-    /// Path of etcd's backend database file.
+    /// Path of the member's backend database file.
     pub fn backend_path(&self) -> PathBuf {
         self.data_dir().join("member").join("snap").join("db")
     }
@@ -177,14 +274,7 @@ impl Etcd {
 
     /// Like [`Etcd::ctl`], feeding `stdin` to etcdctl (for `txn`).
     pub fn ctl_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Result<String> {
-        let mut cmd = Command::new(&self.etcdctl);
-        cmd.env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={}", self.client_url))
-            .args(args);
-        let output = match stdin {
-            None => cmd.stdin(Stdio::null()).output()?,
-            Some(text) => run_with_stdin(&mut cmd, text)?,
-        };
+        let output = self.ctl_output(args, stdin)?;
         if !output.status.success() {
             bail!(
                 "etcdctl {} failed ({}): {}",
@@ -196,18 +286,35 @@ impl Etcd {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
-    /// Sends SIGTERM and waits (with a deadline) for etcd to exit. Stopping a stopped member is
-    /// a no-op.
+    /// Runs `etcdctl --endpoints=<this member> ARGS...` (feeding `stdin` if given) and returns
+    /// everything it did — stdout, stderr, exit status — whether it succeeded or not. Only
+    /// failing to run etcdctl at all is an error.
+    pub fn ctl_output(&self, args: &[&str], stdin: Option<&str>) -> Result<Output> {
+        let mut cmd = Command::new(&self.etcdctl);
+        cmd.env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", self.client_url))
+            .args(args);
+        Ok(match stdin {
+            None => cmd.stdin(Stdio::null()).output()?,
+            Some(text) => run_with_stdin(&mut cmd, text)?,
+        })
+    }
+
+    /// Sends SIGTERM and waits (with a deadline) for the server to exit. Stopping a stopped
+    /// member is a no-op.
     pub fn stop(&mut self) -> Result<()> {
         let Some(mut child) = self.child.take() else {
             return Ok(());
         };
+        let name = self.flavor.name();
         let pid = libc::pid_t::try_from(child.id())
-            .map_err(|_| Error::msg(format!("etcd pid {} out of range", child.id())))?;
+            .map_err(|_| Error::msg(format!("{name} pid {} out of range", child.id())))?;
         signal_term(pid)?;
-        let waited = poll_until(STOP_TIMEOUT, "etcd to exit after SIGTERM", || {
-            Ok(child.try_wait()?)
-        });
+        let waited = poll_until(
+            STOP_TIMEOUT,
+            &format!("{name} to exit after SIGTERM"),
+            || Ok(child.try_wait()?),
+        );
         if waited.is_err() {
             let _ = child.kill();
             let _ = child.wait();
@@ -215,12 +322,26 @@ impl Etcd {
         waited.map(|_| ()).map_err(|e| e.context(self.log_tail()))
     }
 
-    /// The last lines of etcd's log, for error messages.
+    /// Sends SIGKILL and reaps the process: a crash, with no chance to flush or close anything.
+    /// Killing a stopped member is a no-op.
+    pub fn kill(&mut self) -> Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        // kill() fails only if the child was already reaped, which `take` rules out; an
+        // already-exited (zombie) child is still killable.
+        child.kill()?;
+        child.wait()?;
+        Ok(())
+    }
+
+    /// The last lines of the server's log, for error messages.
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(self.dir.path().join("etcd.log")).unwrap_or_default();
+        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         format!(
-            "etcd log tail:\n{}",
+            "{} log tail:\n{}",
+            self.flavor.name(),
             lines[lines.len().saturating_sub(15)..].join("\n")
         )
     }
