@@ -93,6 +93,7 @@ fn run(cfg: &Config) -> Result<(), String> {
             "enabled capabilities for version {}",
             oxcd_server::config::ETCD_API_VERSION
         );
+        tokio::spawn(etcdserver::compactor::run(server.clone(), cfg.auto_compaction));
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<Option<String>>();
         let watcher = tokio::spawn(async move {
             let outcome = tokio::select! {

@@ -5,11 +5,13 @@
 //! * `raft_loop`: the thread that owns the raft node: group commit, read index, snapshots;
 //! * `apply`: committed entries into the store, alarms and membership, exactly once;
 //! * `server`: [`EtcdServer`], proposals and linearizable reads for the API layer;
+//! * [`compactor`]: auto compaction (`--auto-compaction-mode`);
 //! * `idgen`: request IDs; `error`: [`ServerError`].
 //!
 //! May use `raft`, `mvcc`, `membership`, `config`; the API layer uses it.
 
 mod apply;
+pub mod compactor;
 mod error;
 mod idgen;
 mod raft_loop;
