@@ -1,6 +1,6 @@
 //! The `oxcd` process as an operator sees it: etcd's milestone log lines, HTTP `/health` and
 //! `/version` on the client port, UNIMPLEMENTED for services not built yet, auto compaction,
-//! and a clean stop on SIGTERM followed by a restart with the data intact.
+//! and a clean stop on SIGTERM (even with an idle client connection open) followed by a restart with the data intact.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -78,7 +78,12 @@ fn logs_milestones_serves_http_endpoints_and_restarts_after_sigterm() {
     );
 
     member.ctl(&["put", "kept", "yes"]).unwrap();
+    // An idle HTTP/2 client that never closes its connection must not hold up the stop.
+    let mut idle = TcpStream::connect(member.client_url().trim_start_matches("http://")).unwrap();
+    idle.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .unwrap();
     member.restart().unwrap();
+    drop(idle);
     assert!(log_text(&member).contains("received SIGTERM"));
     assert_eq!(
         member.ctl(&["get", "kept", "--print-value-only"]).unwrap(),

@@ -32,6 +32,9 @@ use crate::pb::etcdserverpb::maintenance_server::MaintenanceServer;
 /// tonic's receive limit is this many times etcd's, so oversized messages reach the service.
 const TONIC_LIMIT_FACTOR: usize = 4;
 
+/// How long a stop waits for client connections to close by themselves.
+const GRACEFUL_STOP: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Every route of the client port.
 pub fn routes(server: &EtcdServer) -> Routes {
     let max_request = server.limits().max_request_bytes + GRPC_OVERHEAD_BYTES;
@@ -104,11 +107,18 @@ pub async fn serve(
     tracing::info!("ready to serve client requests");
     shutdown.await;
     let _ = stop_tx.send(true);
-    for task in tasks {
-        match task.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(%e, "client listener failed"),
-            Err(e) => tracing::warn!(%e, "client listener task failed"),
+    // Graceful shutdown waits for every open connection to close; an idle client may never
+    // close its own. Like etcd, give requests in flight a moment, then drop what is left.
+    let deadline = tokio::time::Instant::now() + GRACEFUL_STOP;
+    for mut task in tasks {
+        match tokio::time::timeout_at(deadline, &mut task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::warn!(%e, "client listener failed"),
+            Ok(Err(e)) => tracing::warn!(%e, "client listener task failed"),
+            Err(_) => {
+                tracing::info!("closing client connections still open");
+                task.abort();
+            }
         }
     }
     Ok(())
