@@ -32,6 +32,11 @@ pub const META_SCHEDULED_COMPACT: &[u8] = b"scheduledCompactRev";
 /// Meta key holding the compaction revision finished (17-byte revision key).
 pub const META_FINISHED_COMPACT: &[u8] = b"finishedCompactRev";
 
+/// `cluster` key holding the cluster version, as text (`3.5.0`).
+pub const CLUSTER_VERSION: &[u8] = b"clusterVersion";
+/// `auth` key holding the auth store's revision (8 bytes, big-endian; 1 when created).
+pub const AUTH_REVISION: &[u8] = b"authRevision";
+
 /// Every bucket etcd 3.4 creates at start, in the order it creates them.
 pub const ALL_BUCKETS: &[&[u8]] = &[
     KEY,

@@ -211,7 +211,8 @@ impl Backend {
         self.handle.core.defrag()
     }
 
-    /// Size of the database file in bytes, as of the last commit or defrag.
+    /// Size of the database in bytes as of the last commit or defrag: its high water mark ×
+    /// page size (etcd's `Size()`, bbolt's `Tx.Size()`; the file itself may be longer).
     pub fn size(&self) -> u64 {
         self.handle.core.size_bytes.load(Ordering::Relaxed)
     }
@@ -367,8 +368,9 @@ impl Core {
             // etcd: Tx.Size() − FreePageN × page size; pages pending release count as in use.
             let free_bytes = info.free_page_count * u64::from(info.page_size);
             let high_water_bytes = info.high_water_pgid * u64::from(info.page_size);
-            self.size_bytes
-                .store(info.file_size_bytes, Ordering::Relaxed);
+            // etcd's Size() is bbolt's Tx.Size(): the high water mark, not the file length
+            // (which runs ahead of it by the engine's growth step); quotas compare with it.
+            self.size_bytes.store(high_water_bytes, Ordering::Relaxed);
             self.size_in_use_bytes.store(
                 high_water_bytes.saturating_sub(free_bytes),
                 Ordering::Relaxed,

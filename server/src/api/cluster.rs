@@ -4,7 +4,6 @@
 
 use tonic::{Request, Response, Status};
 
-use super::errors::to_status;
 use crate::etcdserver::EtcdServer;
 use crate::pb::etcdserverpb::cluster_server::Cluster;
 use crate::pb::etcdserverpb::{
@@ -69,9 +68,9 @@ impl Cluster for ClusterService {
                 is_learner: m.is_learner,
             })
             .collect();
-        let rev = self.server.store().rev().map_err(|e| to_status(&e))?;
+        // etcd's Cluster service header carries no revision.
         Ok(Response::new(MemberListResponse {
-            header: Some(self.server.header(rev)),
+            header: Some(self.server.header(0)),
             members,
         }))
     }

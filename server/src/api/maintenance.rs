@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status};
 
 use super::errors::to_status;
 use super::kv::status;
-use crate::config::ETCD_API_VERSION;
+use crate::config::ETCD_SERVER_VERSION;
 use crate::etcdserver::{Applied, EtcdServer};
 use crate::pb::etcdserverpb::maintenance_server::Maintenance;
 use crate::pb::etcdserverpb::{
@@ -29,7 +29,7 @@ const SNAPSHOT_CHUNK_BYTES: usize = 32 * 1024;
 
 /// The etcd version Status reports: the API oxcd serves (so version-gated clients work).
 pub fn server_version() -> String {
-    format!("{ETCD_API_VERSION}.0")
+    ETCD_SERVER_VERSION.to_string()
 }
 
 /// The Maintenance service over one member.

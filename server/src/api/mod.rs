@@ -13,6 +13,7 @@
 //! This module may use every subsystem of the server; no subsystem uses it. Stores need not
 //! import it to have their errors mapped: [`to_status`] maps an internal error by its text.
 
+pub mod authority;
 pub mod cluster;
 pub mod errors;
 pub mod kv;

@@ -5,6 +5,9 @@
 //! Services not built yet (Watch, Lease, Auth, Lock, Election) are not routed: a call to them
 //! gets gRPC's UNIMPLEMENTED, and the README's compatibility table says so.
 //!
+//! Every connection reads through [`AuthorityFix`], which lets etcdctl 3.4's
+//! `:authority: http://host:port` through (see `authority.rs`).
+//!
 //! Message size: etcd lets grpc-go receive `--max-request-bytes` plus 512 KiB of framing and
 //! answers a request between the two limits "etcdserver: request is too large". tonic's own
 //! limit is set well above that so the KV service can answer a larger message with grpc-go's
@@ -16,9 +19,11 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::routing::get;
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tokio_stream::StreamExt as _;
 use tonic::service::Routes;
 use tonic::transport::Server;
 
+use super::authority::AuthorityFix;
 use super::cluster::ClusterService;
 use super::errors::GRPC_OVERHEAD_BYTES;
 use super::kv::KvService;
@@ -83,7 +88,7 @@ pub async fn serve(
         match addr {
             BindAddr::Tcp(socket) => {
                 let listener = tokio::net::TcpListener::bind(socket).await?;
-                let incoming = TcpListenerStream::new(listener);
+                let incoming = TcpListenerStream::new(listener).map(|c| c.map(AuthorityFix::new));
                 let mut builder = builder;
                 tasks.push(tokio::spawn(
                     builder
@@ -94,7 +99,7 @@ pub async fn serve(
             BindAddr::Unix(path) => {
                 let _ = std::fs::remove_file(path);
                 let listener = tokio::net::UnixListener::bind(path)?;
-                let incoming = UnixListenerStream::new(listener);
+                let incoming = UnixListenerStream::new(listener).map(|c| c.map(AuthorityFix::new));
                 let mut builder = builder;
                 tasks.push(tokio::spawn(
                     builder

@@ -42,6 +42,9 @@ use settings::Settings;
 
 /// The etcd API version oxcd implements, reported where etcd reports its own version.
 pub const ETCD_API_VERSION: &str = "3.5";
+/// The etcd server version oxcd reports (Maintenance Status, `/version`, the cluster version
+/// it records): the API it implements, so version-gated clients enable what it serves.
+pub const ETCD_SERVER_VERSION: &str = "3.5.0";
 /// etcd's default `--snapshot-count` (also what 0 means).
 pub const DEFAULT_SNAPSHOT_COUNT: u64 = 100_000;
 /// etcd's backend quota when `--quota-backend-bytes` is 0: 2 GiB.

@@ -65,6 +65,7 @@ pub fn start(cfg: &Config) -> Result<Started, ServerError> {
     };
     let backend = Backend::open(BackendConfig::new(cfg.backend_path()))?;
     let store = Store::open(backend)?;
+    record_versions(&store)?;
     let read = store.backend().read_tx()?;
     let members = membership::load(&read)?;
     let alarms = load_alarms(&read)?;
@@ -194,6 +195,28 @@ fn local_attributes(cfg: &Config, member_id: u64) -> (u64, String, Vec<String>) 
         .map(|u| u.to_string())
         .collect();
     (member_id, cfg.name.clone(), client_urls)
+}
+
+/// Writes what etcd records at start when missing: the auth store's revision (1, as a new auth
+/// store starts) and the cluster version this member runs, so a `db` carries the same keys as
+/// etcd's (`etcdctl snapshot status` counts them).
+fn record_versions(store: &Store) -> Result<(), ServerError> {
+    let read = store.backend().read_tx()?;
+    let has_auth = read.get(schema::AUTH, schema::AUTH_REVISION)?.is_some();
+    let version = crate::config::ETCD_SERVER_VERSION;
+    let same_version =
+        read.get(schema::CLUSTER, schema::CLUSTER_VERSION)? == Some(version.as_bytes());
+    drop(read);
+    if has_auth && same_version {
+        return Ok(());
+    }
+    let mut tx = store.backend().batch_tx()?;
+    if !has_auth {
+        tx.put(schema::AUTH, schema::AUTH_REVISION, &1u64.to_be_bytes())?;
+    }
+    tx.put(schema::CLUSTER, schema::CLUSTER_VERSION, version.as_bytes())?;
+    tx.release()?;
+    Ok(())
 }
 
 fn load_alarms(
