@@ -23,13 +23,13 @@ use prost::Message as _;
 use raft::ReadState;
 
 use super::error::ServerError;
-use super::server::{Applied, Shared};
+use super::server::{Applied, ApplyResult, Shared};
 use crate::membership::{self, Member};
-use crate::mvcc::{kv, txn, CompactionWait, MvccError, NoLeases};
+use crate::mvcc::{kv, txn, CompactionWait, MvccError, NoLeases, StoreWrite};
 use crate::pb::etcdserverpb::alarm_request::AlarmAction;
 use crate::pb::etcdserverpb::{
     AlarmMember, AlarmRequest, AlarmResponse, AlarmType, CompactionRequest, CompactionResponse,
-    InternalRaftRequest, TxnRequest,
+    InternalRaftRequest,
 };
 use crate::raft::convert::{ConfChange, ConfChangeType};
 use crate::raft::{ApplyError, ReadyHandler};
@@ -69,24 +69,76 @@ impl Applier {
         })
     }
 
-    fn apply_entry(&mut self, entry: &pb::Entry) -> Result<(), ServerError> {
-        if entry.index <= self.consistent_index {
-            return Ok(());
+    /// Applies `entries` (consecutive, committed) in one store write, then answers their
+    /// proposers: nothing is answered before it is visible to readers.
+    fn apply_batch(&mut self, entries: &[pb::Entry]) -> Result<(), ServerError> {
+        let shared = Arc::clone(&self.shared);
+        let mut batch = Batch {
+            shared: &shared,
+            write: None,
+            replies: Vec::new(),
+        };
+        let mut result = Ok(());
+        for entry in entries {
+            if entry.index <= self.consistent_index {
+                continue;
+            }
+            result = batch.apply_entry(entry);
+            if result.is_err() {
+                break;
+            }
+            self.consistent_index = entry.index;
         }
-        match pb::EntryType::try_from(entry.entry_type) {
-            Ok(pb::EntryType::EntryNormal) if entry.data.is_empty() => {}
-            Ok(pb::EntryType::EntryNormal) => self.apply_normal(entry)?,
-            Ok(pb::EntryType::EntryConfChange) => self.apply_conf_change(entry)?,
-            _ => tracing::warn!(index = entry.index, "skipping entry of unknown type"),
+        let ended = batch.end_write();
+        result?;
+        ended?;
+        for (id, reply) in batch.replies {
+            shared.waiters.trigger(id, reply);
         }
-        self.consistent_index = entry.index;
+        Ok(())
+    }
+}
+
+/// One batch of entries being applied: the open store write and the answers to send once it
+/// has ended.
+struct Batch<'s> {
+    shared: &'s Shared,
+    write: Option<StoreWrite<'s>>,
+    replies: Vec<(u64, ApplyResult)>,
+}
+
+impl<'s> Batch<'s> {
+    /// The write `entry` applies in: the open one moved on to `entry`, or a new one.
+    fn write_for(&mut self, entry: &pb::Entry) -> Result<&mut StoreWrite<'s>, ServerError> {
+        match &mut self.write {
+            Some(write) => {
+                write.next_entry(entry.index, entry.term)?;
+            }
+            None => self.write = Some(self.shared.store.write(entry.index, entry.term)?),
+        }
+        self.write
+            .as_mut()
+            .ok_or(ServerError::Mvcc(MvccError::Closed))
+    }
+
+    fn end_write(&mut self) -> Result<(), ServerError> {
+        if let Some(write) = self.write.take() {
+            write.end()?;
+        }
         Ok(())
     }
 
-    /// Records `entry`'s index when its effect did not write through the store.
-    fn record_index(&self, entry: &pb::Entry) -> Result<(), ServerError> {
-        if self.shared.store.consistent_index()? < entry.index {
-            self.shared.store.write(entry.index, entry.term)?.end()?;
+    fn apply_entry(&mut self, entry: &pb::Entry) -> Result<(), ServerError> {
+        match pb::EntryType::try_from(entry.entry_type) {
+            Ok(pb::EntryType::EntryNormal) if entry.data.is_empty() => {
+                self.write_for(entry)?;
+            }
+            Ok(pb::EntryType::EntryNormal) => self.apply_normal(entry)?,
+            Ok(pb::EntryType::EntryConfChange) => self.apply_conf_change(entry)?,
+            _ => {
+                tracing::warn!(index = entry.index, "skipping entry of unknown type");
+                self.write_for(entry)?;
+            }
         }
         Ok(())
     }
@@ -96,16 +148,17 @@ impl Applier {
             Ok(request) => request,
             Err(err) => {
                 tracing::warn!(index = entry.index, %err, "skipping entry that is not an InternalRaftRequest");
-                return self.record_index(entry);
+                self.write_for(entry)?;
+                return Ok(());
             }
         };
         let id = request.header.as_ref().map_or(request.id, |h| h.id);
-        let result = self.apply_request(request, entry);
-        let result = match result {
+        let result = match self.apply_request(request, entry) {
             Err(ServerError::Mvcc(e)) if is_fatal(&e) => return Err(ServerError::Mvcc(e)),
+            Err(e @ ServerError::Raft(_)) => return Err(e),
             other => other,
         };
-        self.shared.waiters.trigger(id, result);
+        self.replies.push((id, result));
         Ok(())
     }
 
@@ -114,70 +167,51 @@ impl Applier {
         request: InternalRaftRequest,
         entry: &pb::Entry,
     ) -> Result<Applied, ServerError> {
-        let store = &self.shared.store;
-        let capped = self.shared.alarms.no_space();
-        if let Some(put) = request.put {
-            if capped {
-                self.record_index(entry)?;
-                return Err(ServerError::NoSpace);
-            }
-            let mut w = store.write(entry.index, entry.term)?;
-            let result = kv::put(&mut w, &put, &NoLeases);
-            w.end()?;
-            return Ok(Applied::Put(result?));
-        }
-        if let Some(delete) = request.delete_range {
-            let mut w = store.write(entry.index, entry.term)?;
-            let result = kv::delete_range(&mut w, &delete);
-            w.end()?;
-            return Ok(Applied::DeleteRange(result?));
-        }
-        if let Some(txn) = request.txn {
-            return self.apply_txn(&txn, entry, capped);
-        }
+        let shared = self.shared;
+        let capped = shared.alarms.no_space();
         if let Some(compaction) = request.compaction {
             return self.apply_compaction(&compaction, entry);
         }
+        let write = self.write_for(entry)?;
+        if let Some(put) = request.put {
+            if capped {
+                return Err(ServerError::NoSpace);
+            }
+            return Ok(Applied::Put(kv::put(write, &put, &NoLeases)?));
+        }
+        if let Some(delete) = request.delete_range {
+            return Ok(Applied::DeleteRange(kv::delete_range(write, &delete)?));
+        }
+        if let Some(txn) = request.txn {
+            if capped && !txn::is_txn_read_only(&txn) {
+                return Err(ServerError::NoSpace);
+            }
+            return Ok(Applied::Txn(txn::apply_txn(write, &txn, &NoLeases)?));
+        }
         if let Some(alarm) = request.alarm {
-            let response = self.apply_alarm(&alarm, entry)?;
-            return Ok(Applied::Alarm(response));
+            return Ok(Applied::Alarm(apply_alarm(shared, write, &alarm)?));
         }
         if let Some(range) = request.range {
-            self.record_index(entry)?;
-            return Ok(Applied::Range(kv::range(&store.read()?, &range)?));
+            return Ok(Applied::Range(kv::range(&*write, &range)?));
         }
         tracing::warn!(
             index = entry.index,
             "skipping a request this member does not serve yet (lease, auth)"
         );
-        self.record_index(entry)?;
         Err(ServerError::Internal("etcdserver: not capable".to_string()))
     }
 
-    fn apply_txn(
-        &self,
-        req: &TxnRequest,
-        entry: &pb::Entry,
-        capped: bool,
-    ) -> Result<Applied, ServerError> {
-        if capped && !txn::is_txn_read_only(req) {
-            self.record_index(entry)?;
-            return Err(ServerError::NoSpace);
-        }
-        let mut w = self.shared.store.write(entry.index, entry.term)?;
-        let result = txn::apply_txn(&mut w, req, &NoLeases);
-        w.end()?;
-        Ok(Applied::Txn(result?))
-    }
-
+    /// Compaction takes the store's writer lock itself: the open write ends first, and the
+    /// entry's index is recorded in a new one after the compaction is scheduled.
     fn apply_compaction(
-        &self,
+        &mut self,
         req: &CompactionRequest,
         entry: &pb::Entry,
     ) -> Result<Applied, ServerError> {
+        self.end_write()?;
         let store = &self.shared.store;
         let result = store.compact(req.revision);
-        self.record_index(entry)?;
+        self.write_for(entry)?;
         let wait: CompactionWait = result?;
         Ok(Applied::Compaction {
             response: CompactionResponse {
@@ -187,68 +221,74 @@ impl Applier {
         })
     }
 
-    fn apply_alarm(
-        &self,
-        req: &AlarmRequest,
-        entry: &pb::Entry,
-    ) -> Result<AlarmResponse, ServerError> {
-        let member = AlarmMember {
-            member_id: req.member_id,
-            alarm: req.alarm,
-        };
-        let mut w = self.shared.store.write(entry.index, entry.term)?;
-        let mut alarms = Vec::new();
-        match AlarmAction::try_from(req.action) {
-            Ok(AlarmAction::Get) => alarms = self.shared.alarms.list(req.alarm, req.member_id),
-            Ok(AlarmAction::Activate) => {
-                if req.alarm != AlarmType::None as i32 {
-                    if self.shared.alarms.activate(member) {
-                        w.batch_tx()?
-                            .put(schema::ALARM, &member.encode_to_vec(), &[])?;
-                        tracing::warn!(alarm = ?AlarmType::try_from(member.alarm).ok(), member = format!("{:x}", member.member_id), "alarm raised");
-                    }
-                    alarms.push(member);
-                }
-            }
-            Ok(AlarmAction::Deactivate) => {
-                if self.shared.alarms.deactivate(&member) {
-                    w.batch_tx()?
-                        .delete(schema::ALARM, &member.encode_to_vec())?;
-                    alarms.push(member);
-                }
-            }
-            Err(_) => {}
-        }
-        w.end()?;
-        Ok(AlarmResponse {
-            header: None,
-            alarms,
-        })
-    }
-
     fn apply_conf_change(&mut self, entry: &pb::Entry) -> Result<(), ServerError> {
         let cc = ConfChange::decode(&entry.data[..]).map_err(|e| {
             ServerError::Internal(format!("bad conf change at {}: {e}", entry.index))
         })?;
-        let mut w = self.shared.store.write(entry.index, entry.term)?;
+        let shared = self.shared;
+        let write = self.write_for(entry)?;
         match ConfChangeType::try_from(cc.change_type) {
             Ok(ConfChangeType::ConfChangeAddNode | ConfChangeType::ConfChangeAddLearnerNode) => {
                 let context = cc.context.unwrap_or_default();
                 let mut member = Member::from_json(&context).unwrap_or_default();
                 member.id = cc.node_id;
-                membership::save(w.batch_tx()?, &member)?;
-                self.shared.members.add(member);
+                membership::save(write.batch_tx()?, &member)?;
+                shared.members.add(member);
             }
             Ok(ConfChangeType::ConfChangeRemoveNode) => {
-                w.batch_tx()?
+                write
+                    .batch_tx()?
                     .delete(schema::MEMBERS, &membership::member_key(cc.node_id))?;
-                self.shared.members.remove(cc.node_id);
+                shared.members.remove(cc.node_id);
             }
             _ => {}
         }
-        w.end()?;
         Ok(())
     }
+}
+
+/// Applies an alarm request inside `write` (etcd's `applierV3backend.Alarm`).
+fn apply_alarm(
+    shared: &Shared,
+    write: &mut StoreWrite<'_>,
+    req: &AlarmRequest,
+) -> Result<AlarmResponse, ServerError> {
+    let member = AlarmMember {
+        member_id: req.member_id,
+        alarm: req.alarm,
+    };
+    let mut alarms = Vec::new();
+    match AlarmAction::try_from(req.action) {
+        Ok(AlarmAction::Get) => alarms = shared.alarms.list(req.alarm, req.member_id),
+        Ok(AlarmAction::Activate) => {
+            if req.alarm != AlarmType::None as i32 {
+                if shared.alarms.activate(member) {
+                    write
+                        .batch_tx()?
+                        .put(schema::ALARM, &member.encode_to_vec(), &[])?;
+                    tracing::warn!(
+                        alarm = ?AlarmType::try_from(member.alarm).ok(),
+                        member = format!("{:x}", member.member_id),
+                        "alarm raised"
+                    );
+                }
+                alarms.push(member);
+            }
+        }
+        Ok(AlarmAction::Deactivate) => {
+            if shared.alarms.deactivate(&member) {
+                write
+                    .batch_tx()?
+                    .delete(schema::ALARM, &member.encode_to_vec())?;
+                alarms.push(member);
+            }
+        }
+        Err(_) => {}
+    }
+    Ok(AlarmResponse {
+        header: None,
+        alarms,
+    })
 }
 
 /// Store errors that mean the member cannot go on (the backend failed), as opposed to a
@@ -266,10 +306,8 @@ impl ReadyHandler for Applier {
     }
 
     fn apply(&mut self, entries: &[pb::Entry]) -> Result<(), ApplyError> {
-        for entry in entries {
-            self.apply_entry(entry)
-                .map_err(|e| Box::new(e) as ApplyError)?;
-        }
+        self.apply_batch(entries)
+            .map_err(|e| Box::new(e) as ApplyError)?;
         if let Some(last) = entries.last() {
             self.shared.status.set_applied(last.index);
         }

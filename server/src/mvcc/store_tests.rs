@@ -634,3 +634,47 @@ fn store_and_views_cross_threads() {
     shared::<super::StoreRead>();
     sent::<super::CompactionWait>();
 }
+
+#[test]
+fn next_entry_gives_each_entry_a_revision_and_publishes_all_at_end() {
+    // Proves group apply: entries in one write get consecutive main revisions, read each
+    // other's changes, stay invisible to readers until `end`, and `meta` records the last
+    // entry's index and term; a non-rising index is refused.
+    let store = TestStore::new();
+    let mut w = store.write(10, 2).unwrap();
+    assert_eq!(w.put(b"a", b"1", 0).unwrap(), 2);
+    let first = w.next_entry(11, 2).unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(w.put(b"a", b"2", 0).unwrap(), 3);
+    assert_eq!(
+        w.range(b"a", b"", &RangeOptions::default()).unwrap().kvs[0].version,
+        2
+    );
+    assert!(matches!(
+        w.next_entry(11, 2),
+        Err(MvccError::AlreadyApplied { .. })
+    ));
+    w.next_entry(12, 3).unwrap();
+    assert_eq!(w.delete_range(b"a", b"").unwrap(), (1, 4));
+    assert_eq!(store.rev().unwrap(), 1);
+    assert!(store
+        .range(b"a", b"", &RangeOptions::default())
+        .unwrap()
+        .kvs
+        .is_empty());
+    let outcome = w.end().unwrap();
+    assert_eq!(outcome.rev, 4);
+    assert_eq!(store.rev().unwrap(), 4);
+    assert_eq!(store.consistent_index().unwrap(), 12);
+    assert_eq!(store.term().unwrap(), 3);
+    let at = |rev| RangeOptions {
+        rev,
+        ..RangeOptions::default()
+    };
+    assert_eq!(store.range(b"a", b"", &at(3)).unwrap().kvs[0].value, b"2");
+    assert!(store.range(b"a", b"", &at(4)).unwrap().kvs.is_empty());
+    assert_eq!(
+        meta(&store, schema::META_CONSISTENT_INDEX),
+        Some(12u64.to_be_bytes().to_vec())
+    );
+}

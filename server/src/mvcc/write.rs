@@ -7,6 +7,11 @@
 //! generation. Reads inside the transaction see its own changes once it has any (etcd reads at
 //! `begin_rev + 1` then).
 //!
+//! One write may also apply several raft entries in a row ([`StoreWrite::next_entry`]): each
+//! entry's changes get their own main revision, all become visible together at `end`, and
+//! `meta` records the last entry's index and term. This is how the apply loop publishes a whole
+//! batch of committed entries with one backend session instead of one per entry.
+//!
 //! [`StoreWrite::end`] (or dropping the write: there is no rollback, as in etcd) writes the
 //! consistent index and term into `meta` in the same batch session as the data, publishes the
 //! session, then raises the current revision if anything changed. A backend error is fatal for
@@ -176,6 +181,30 @@ impl<'a> StoreWrite<'a> {
             },
         });
         Ok(())
+    }
+
+    /// Moves on to the next raft entry inside the same write (group apply): the changes so
+    /// far keep their revision, the next ones get a new main revision, and `end` records
+    /// `consistent_index` and `term` (which must rise) as the last entry applied. Nothing is
+    /// visible to readers until `end`, so a caller answers clients only after it. Returns the
+    /// previous entry's changes.
+    pub fn next_entry(
+        &mut self,
+        consistent_index: u64,
+        term: u64,
+    ) -> Result<Vec<Change>, MvccError> {
+        if consistent_index != 0 && consistent_index <= self.consistent_index {
+            return Err(MvccError::AlreadyApplied {
+                index: consistent_index,
+                consistent_index: self.consistent_index,
+            });
+        }
+        self.begin_rev = self.read_rev();
+        if consistent_index != 0 {
+            self.consistent_index = consistent_index;
+            self.term = term;
+        }
+        Ok(std::mem::take(&mut self.changes))
     }
 
     /// Ends the write; see the module doc. Returns the first error of the meta write, the
