@@ -6,13 +6,18 @@
 //! and defaults follow etcd's tool so the same command lines work for both. Exit status: 0 when
 //! every request succeeded, 1 when any failed, 2 when the run could not start.
 //!
+//! `wait-ready` (not in etcd's tool) polls the first endpoint until it serves a linearizable read
+//! and prints how long that took; exit status 1 when `--timeout-secs` passes first.
+//!
 //! The parts live in `oxcd_benches::load`; this file only parses flags and prints.
 
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use oxcd_benches::load::ready;
 use oxcd_benches::load::runner::{self, RunConfig};
 use oxcd_benches::load::workload::{KeySpec, Operation, Workload};
 use rand::RngCore;
@@ -77,6 +82,12 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         txn_ops: u64,
     },
+    /// Wait until the first endpoint serves a linearizable read; print how long it took.
+    WaitReady {
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 60.0)]
+        timeout_secs: f64,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -103,6 +114,7 @@ fn workload(cli: &Cli) -> Result<Workload, String> {
         Command::TxnPut { txn_ops } => Operation::TxnPut {
             ops_per_txn: *txn_ops,
         },
+        Command::WaitReady { .. } => return Err("wait-ready sends no workload".to_string()),
     };
     let keys = KeySpec {
         key_size_bytes: cli.key_size,
@@ -119,8 +131,45 @@ fn workload(cli: &Cli) -> Result<Workload, String> {
     })
 }
 
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("oxbench: cannot start the async runtime: {e}");
+            ExitCode::from(2)
+        })
+}
+
+fn wait_ready(cli: &Cli, timeout_secs: f64) -> ExitCode {
+    let Ok(timeout) = Duration::try_from_secs_f64(timeout_secs) else {
+        eprintln!("oxbench: --timeout-secs must be a non-negative number of seconds");
+        return ExitCode::from(2);
+    };
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    match runtime.block_on(ready::wait_ready(&cli.endpoints[0], timeout)) {
+        Ok(readiness) if cli.json => println!("{}", readiness.json()),
+        Ok(readiness) => println!(
+            "ready after {:.4} secs ({} attempts)",
+            readiness.elapsed.as_secs_f64(),
+            readiness.attempts
+        ),
+        Err(message) => {
+            eprintln!("oxbench: {message}");
+            return ExitCode::from(1);
+        }
+    }
+    ExitCode::SUCCESS
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::WaitReady { timeout_secs } = cli.command {
+        return wait_ready(&cli, timeout_secs);
+    }
     let workload = match workload(&cli) {
         Ok(workload) => workload,
         Err(message) => {
@@ -134,15 +183,9 @@ fn main() -> ExitCode {
         clients: cli.clients,
         total: cli.total,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("oxbench: cannot start the async runtime: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let command = workload.operation.name();
     let outcome = match runtime.block_on(runner::run(&config, workload)) {

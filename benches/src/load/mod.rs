@@ -3,8 +3,10 @@
 //!
 //! - [`workload`]: keys, values and the gRPC request of each request number (pure);
 //! - [`runner`]: connections, concurrent clients, progress bar;
-//! - [`report`]: latency recording and the etcd-shaped summary (text or JSON).
+//! - [`report`]: latency recording and the etcd-shaped summary (text or JSON);
+//! - [`ready`]: waiting until a server serves (`wait-ready`, for restart-to-ready timings).
 
+pub mod ready;
 pub mod report;
 pub mod runner;
 pub mod workload;

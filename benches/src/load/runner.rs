@@ -41,7 +41,7 @@ pub struct RunOutcome {
 }
 
 /// `127.0.0.1:2379` and `http://127.0.0.1:2379` both name the same endpoint.
-fn endpoint_uri(endpoint: &str) -> String {
+pub(crate) fn endpoint_uri(endpoint: &str) -> String {
     if endpoint.contains("://") {
         endpoint.to_string()
     } else {

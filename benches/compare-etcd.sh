@@ -1,0 +1,583 @@
+#!/usr/bin/env bash
+# compare-etcd.sh: runs the same server workloads against real etcd 3.4.23 and oxcd on this
+# machine, alternating (etcd, then oxcd, per workload), and prints oxcd/etcd ratios with the raw
+# figures; a JSON-lines summary goes to a file. Both servers get identical flags, a fresh data
+# dir and fresh ports for every workload, and the load comes from one client, oxbench.
+#
+# Workloads (goals from the issue's acceptance list):
+#   latency     2,000 puts, 1 client on 1 connection: mean and p99 latency     (goal <= 0.65x)
+#   throughput  100,000 puts, 1,000 clients on 100 connections, 8-byte keys,
+#               256-byte values: requests/sec                                   (goal >= 2x)
+#               and VmRSS of the server right after them                        (goal <= 0.3x)
+#   reads       100,000 reads of one key, 1,000 clients on 100 connections,
+#               linearizable and serializable: requests/sec                     (goal >= 3x each)
+#   restart     load 1,000,000 keys, SIGTERM, start again on the same data dir:
+#               time from spawn until a linearizable read succeeds              (goal <= 0.3x)
+# "Ready" is what `etcdctl endpoint health` checks (a linearizable read of key "health"),
+# polled every 5 ms by `oxbench wait-ready`; etcdctl confirms it once afterwards.
+#
+# Usage: benches/compare-etcd.sh [--rounds N] [--out FILE] [--workloads LIST]
+#   --rounds N        repeat every workload N times (default 1); the table shows medians and the
+#                     min-max spread of each side
+#   --out FILE        the JSON-lines summary (default target/compare-etcd/summary-<time>.jsonl)
+#   --workloads LIST  comma-separated subset of latency,throughput,reads,restart
+# Environment (all optional):
+#   OXCD_CMP_QUICK=1              small sizes for a smoke run (seconds, not minutes)
+#   OXCD_CMP_ROUNDS, OXCD_CMP_OUT   as --rounds, --out
+#   OXCD_CMP_LATENCY_PUTS         puts in the latency workload            (2000; quick 200)
+#   OXCD_CMP_PUTS                 puts in the throughput workload         (100000; quick 2000)
+#   OXCD_CMP_READS                reads per consistency                   (100000; quick 2000)
+#   OXCD_CMP_RESTART_KEYS         keys loaded before the restart          (1000000; quick 5000)
+#   OXCD_CMP_CLIENTS, OXCD_CMP_CONNS   concurrency of the throughput, reads and restart loads
+#                                 (1000 and 100; quick 100 and 10)
+#   OXCD_CMP_KEY_SIZE, OXCD_CMP_VAL_SIZE   (8 and 256 bytes)
+#   OXCD_CMP_ETCD_BIN, OXCD_CMP_OXCD_BIN   the two servers (/usr/bin/etcd, target/release/oxcd);
+#                                 any binary that takes etcd's flags can stand on either side
+#   OXCD_CMP_OXBENCH_BIN, OXCD_CMP_ETCDCTL_BIN   (target/release/oxbench, /usr/bin/etcdctl)
+#   OXCD_CMP_SERVER_FLAGS         extra flags given to both servers, word-split
+#   OXCD_CMP_TMPDIR               where the data dirs go (default $TMPDIR or /tmp); it should be
+#                                 a real disk, as fsync cost is part of what is measured
+#   OXCD_CMP_READY_TIMEOUT_SECS   how long a start may take (120)
+#   OXCD_CMP_NO_BUILD=1           never run cargo; OXCD_CMP_KEEP=1 keeps the work dir
+# The default oxcd and oxbench are built with `cargo build --release -p oxcd-server -p
+# oxcd-benches` when missing or older than a source file.
+# Summary file, one JSON object a line, told apart by "type": "run" (settings, binaries and their
+# versions), "sample" (one figure of one server in one round, with the 1-minute load average at
+# that moment), "error" (a measurement that failed), "result" (per metric: each side's median,
+# min, max and sample count, the oxcd/etcd ratio of the medians, the goal and whether it is met).
+# Exit status: 0 when every measurement was taken (goals missed do not fail the run), 1 when any
+# measurement failed (the table says which), 2 on bad usage or a missing tool.
+set -euo pipefail
+export LC_ALL=C ETCDCTL_API=3
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+die() {
+    echo "compare-etcd: $*" >&2
+    exit 2
+}
+log() { echo "compare-etcd: $*" >&2; }
+
+usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'; }
+
+# ---------------------------------------------------------------------------------------------
+# Configuration
+
+ROUNDS=${OXCD_CMP_ROUNDS:-1}
+OUT=${OXCD_CMP_OUT:-}
+WORKLOADS=latency,throughput,reads,restart
+while [ $# -gt 0 ]; do
+    case $1 in
+    --rounds) ROUNDS=${2:?--rounds needs a number}; shift 2 ;;
+    --rounds=*) ROUNDS=${1#*=}; shift ;;
+    --out) OUT=${2:?--out needs a file}; shift 2 ;;
+    --out=*) OUT=${1#*=}; shift ;;
+    --workloads) WORKLOADS=${2:?--workloads needs a list}; shift 2 ;;
+    --workloads=*) WORKLOADS=${1#*=}; shift ;;
+    -h | --help) usage; exit 0 ;;
+    *) usage >&2; die "unknown argument: $1" ;;
+    esac
+done
+
+if [ "${OXCD_CMP_QUICK:-0}" = 1 ]; then
+    quick=1 d_latency=200 d_puts=2000 d_reads=2000 d_restart=5000 d_clients=100 d_conns=10
+else
+    quick=0 d_latency=2000 d_puts=100000 d_reads=100000 d_restart=1000000 d_clients=1000
+    d_conns=100
+fi
+LATENCY_PUTS=${OXCD_CMP_LATENCY_PUTS:-$d_latency}
+PUTS=${OXCD_CMP_PUTS:-$d_puts}
+READS=${OXCD_CMP_READS:-$d_reads}
+RESTART_KEYS=${OXCD_CMP_RESTART_KEYS:-$d_restart}
+CLIENTS=${OXCD_CMP_CLIENTS:-$d_clients}
+CONNS=${OXCD_CMP_CONNS:-$d_conns}
+KEY_SIZE=${OXCD_CMP_KEY_SIZE:-8}
+VAL_SIZE=${OXCD_CMP_VAL_SIZE:-256}
+READY_TIMEOUT_SECS=${OXCD_CMP_READY_TIMEOUT_SECS:-120}
+read -r -a SERVER_FLAGS <<<"${OXCD_CMP_SERVER_FLAGS:-}"
+
+for name in ROUNDS LATENCY_PUTS PUTS READS RESTART_KEYS CLIENTS CONNS KEY_SIZE VAL_SIZE \
+    READY_TIMEOUT_SECS; do
+    case ${!name} in
+    '' | *[!0-9]* | 0) die "$name must be a positive integer, not '${!name}'" ;;
+    esac
+done
+IFS=, read -r -a SELECTED <<<"$WORKLOADS"
+for w in "${SELECTED[@]}"; do
+    case $w in latency | throughput | reads | restart) ;; *) die "unknown workload: $w" ;; esac
+done
+selected() {
+    local w
+    for w in "${SELECTED[@]}"; do [ "$w" = "$1" ] && return 0; done
+    return 1
+}
+
+ETCD_BIN=${OXCD_CMP_ETCD_BIN:-/usr/bin/etcd}
+OXCD_BIN=${OXCD_CMP_OXCD_BIN:-$REPO/target/release/oxcd}
+OXBENCH=${OXCD_CMP_OXBENCH_BIN:-$REPO/target/release/oxbench}
+ETCDCTL=${OXCD_CMP_ETCDCTL_BIN:-/usr/bin/etcdctl}
+
+# ---------------------------------------------------------------------------------------------
+# Building the defaults
+
+# Succeeds when BIN is missing or older than any source that goes into it.
+stale() {
+    [ -x "$1" ] || return 0
+    [ -n "$(cd "$REPO" && find engine wal server benches/src Cargo.toml Cargo.lock \
+        -newer "$1" -type f -print -quit 2>/dev/null)" ]
+}
+
+build_if_needed() {
+    local need=0
+    if [ -z "${OXCD_CMP_OXCD_BIN:-}" ] && stale "$OXCD_BIN"; then need=1; fi
+    if [ -z "${OXCD_CMP_OXBENCH_BIN:-}" ] && stale "$OXBENCH"; then need=1; fi
+    [ "$need" = 1 ] || return 0
+    if [ "${OXCD_CMP_NO_BUILD:-0}" = 1 ]; then
+        die "oxcd or oxbench is missing or stale and OXCD_CMP_NO_BUILD=1"
+    fi
+    log "building: cargo build --release -p oxcd-server -p oxcd-benches"
+    (cd "$REPO" && cargo build --release -p oxcd-server -p oxcd-benches) >&2 ||
+        die "cargo build failed"
+}
+
+build_if_needed
+# Bare names are looked up on PATH.
+resolve() { command -v "$1" 2>/dev/null || die "not an executable: $1"; }
+ETCD_BIN=$(resolve "$ETCD_BIN")
+OXCD_BIN=$(resolve "$OXCD_BIN")
+OXBENCH=$(resolve "$OXBENCH")
+ETCDCTL=$(resolve "$ETCDCTL")
+
+if [ -z "$OUT" ]; then
+    OUT=$REPO/target/compare-etcd/summary-$(date +%Y%m%d-%H%M%S).jsonl
+fi
+mkdir -p "$(dirname "$OUT")"
+: >"$OUT"
+
+# ---------------------------------------------------------------------------------------------
+# Work dir, cleanup
+
+WORK=$(mktemp -d "${OXCD_CMP_TMPDIR:-${TMPDIR:-/tmp}}/oxcd-cmp.XXXXXX")
+SAMPLES=$WORK/samples.tsv
+: >"$SAMPLES"
+SRV_PID=
+FAILURES=0
+
+cleanup() {
+    local status=$?
+    if [ -n "$SRV_PID" ] && alive "$SRV_PID"; then
+        kill -KILL "$SRV_PID" 2>/dev/null || true
+        wait "$SRV_PID" 2>/dev/null || true
+    fi
+    if [ "${OXCD_CMP_KEEP:-0}" = 1 ]; then
+        log "work dir kept: $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---------------------------------------------------------------------------------------------
+# Small helpers
+
+now_us() { echo "${EPOCHREALTIME//[.,]/}"; }
+
+# Prints the JSON string literal of $1.
+json_str() {
+    local s=${1//\\/\\\\}
+    s=${s//\"/\\\"}
+    printf '"%s"' "$s"
+}
+
+# Prints the number that follows "KEY": in the one-line JSON file $1.
+json_num() {
+    sed -n "s/.*\"$2\":\\([-0-9.eE+]*\\).*/\\1/p" "$1" | head -n 1
+}
+
+# Prints the 99th percentile latency in milliseconds of the oxbench summary in $1.
+p99_ms() {
+    local secs
+    secs=$(sed -n 's/.*{"latency_secs":\([-0-9.eE+]*\),"percentile":99\.0}.*/\1/p' "$1")
+    if [ -n "$secs" ]; then awk -v s="$secs" 'BEGIN { printf "%.6f\n", s * 1000 }'; fi
+}
+
+# record SIDE ROUND METRIC VALUE: one sample, kept for the table and appended to the summary.
+# A missing or non-numeric value counts as a failed measurement.
+record() {
+    case $4 in
+    '' | *[!0-9.eE+-]*)
+        fail "$1" "$2" "no value for $3"
+        return 0
+        ;;
+    esac
+    printf '%s\t%s\t%s\t%s\n' "$3" "$1" "$2" "$4" >>"$SAMPLES"
+    printf '{"type":"sample","workload":"%s","round":%s,"server":"%s","metric":"%s","value":%s,"loadavg":%s}\n' \
+        "$CURRENT_WORKLOAD" "$2" "$1" "$3" "$4" "$(cut -d' ' -f1 /proc/loadavg)" >>"$OUT"
+}
+
+# fail SIDE ROUND WHAT: a measurement that could not be taken.
+fail() {
+    FAILURES=$((FAILURES + 1))
+    log "FAILED ($1, round $2, $CURRENT_WORKLOAD): $3"
+    printf '{"type":"error","workload":"%s","round":%s,"server":"%s","message":%s}\n' \
+        "$CURRENT_WORKLOAD" "$2" "$1" "$(json_str "$3")" >>"$OUT"
+}
+
+# A port outside the ephemeral range (so client connections cannot hold it) that nothing
+# answers on and that this run has not handed out yet.
+# Sets PORT (not printed: a subshell would forget USED_PORTS).
+USED_PORTS=" "
+pick_port() {
+    local tries=0
+    while [ $tries -lt 200 ]; do
+        tries=$((tries + 1))
+        PORT=$((20000 + RANDOM % 12000))
+        case $USED_PORTS in *" $PORT "*) continue ;; esac
+        if ! (: <>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+            USED_PORTS="$USED_PORTS$PORT "
+            return 0
+        fi
+    done
+    die "no free port found"
+}
+
+# Succeeds while process $1 exists and has not exited (a zombie has exited).
+alive() {
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    stat=${stat##*) }
+    [ "${stat%% *}" != Z ]
+}
+
+# ---------------------------------------------------------------------------------------------
+# Servers: one at a time, described by SRV_* variables.
+
+side_bin() { if [ "$1" = etcd ]; then echo "$ETCD_BIN"; else echo "$OXCD_BIN"; fi; }
+
+# server_launch SIDE: spawns the server on SRV_DIR with SRV_CLIENT/SRV_PEER; no waiting.
+server_launch() {
+    local bin
+    bin=$(side_bin "$1")
+    "$bin" --name=cmp --data-dir="$SRV_DIR" \
+        --listen-client-urls="$SRV_CLIENT" --advertise-client-urls="$SRV_CLIENT" \
+        --listen-peer-urls="$SRV_PEER" --initial-advertise-peer-urls="$SRV_PEER" \
+        --initial-cluster="cmp=$SRV_PEER" --initial-cluster-state=new \
+        ${SERVER_FLAGS[@]+"${SERVER_FLAGS[@]}"} >>"$SRV_LOG" 2>&1 &
+    SRV_PID=$!
+}
+
+# Waits until the server serves; prints nothing, fails with its log's tail if it does not.
+server_wait_ready() {
+    if "$OXBENCH" wait-ready --endpoints="$SRV_CLIENT" --timeout-secs="$READY_TIMEOUT_SECS" \
+        >/dev/null 2>>"$SRV_LOG"; then
+        return 0
+    fi
+    log "server pid $SRV_PID on $SRV_CLIENT did not become ready; log tail:"
+    tail -n 20 "$SRV_LOG" >&2
+    return 1
+}
+
+# server_start SIDE: a fresh server on a fresh data dir and fresh ports, ready to serve.
+# A port taken between the probe and the server's bind makes it exit at once: try again.
+server_start() {
+    local attempt deadline
+    for attempt in 1 2 3; do
+        SRV_DIR=$WORK/data-$1-$RANDOM$RANDOM
+        SRV_LOG=$SRV_DIR.log
+        pick_port
+        SRV_CLIENT=http://127.0.0.1:$PORT
+        pick_port
+        SRV_PEER=http://127.0.0.1:$PORT
+        deadline=$(($(now_us) + READY_TIMEOUT_SECS * 1000000))
+        server_launch "$1"
+        # Short waits, so a server that exits at once is noticed at once.
+        while alive "$SRV_PID" && [ "$(now_us)" -lt "$deadline" ]; do
+            if "$OXBENCH" wait-ready --endpoints="$SRV_CLIENT" --timeout-secs=1 \
+                >/dev/null 2>>"$SRV_LOG"; then
+                return 0
+            fi
+        done
+        log "start attempt $attempt of $1 failed; log tail:"
+        tail -n 10 "$SRV_LOG" >&2
+        server_discard
+    done
+    return 1
+}
+
+# Stops the server with SIGTERM (SIGKILL after 60 s) and sets STOP_SECS to how long it took.
+# Not to be run in a subshell: only this shell can reap the server.
+server_stop() {
+    local start waited=0
+    start=$(now_us)
+    STOP_SECS=0
+    [ -n "$SRV_PID" ] || return 0
+    kill -TERM "$SRV_PID" 2>/dev/null || true
+    while alive "$SRV_PID"; do
+        if [ $waited -eq 6000 ]; then
+            log "pid $SRV_PID ignored SIGTERM for 60 s; SIGKILL"
+            kill -KILL "$SRV_PID" 2>/dev/null || true
+        fi
+        sleep 0.01
+        waited=$((waited + 1))
+    done
+    wait "$SRV_PID" 2>/dev/null || true
+    SRV_PID=
+    STOP_SECS=$(awk -v us=$(($(now_us) - start)) 'BEGIN { printf "%.3f\n", us / 1e6 }')
+}
+
+# Stops the server and removes its data dir.
+server_discard() {
+    server_stop
+    rm -rf "$SRV_DIR"
+}
+
+# bench FILE ARGS...: runs oxbench --json against the server; the summary goes to FILE.
+bench() {
+    local file=$1
+    shift
+    if "$OXBENCH" --endpoints="$SRV_CLIENT" "$@" --json >"$file" 2>"$file.err"; then
+        return 0
+    fi
+    log "oxbench $* failed: $(head -c 600 "$file.err")"
+    return 1
+}
+
+ctl() { "$ETCDCTL" --endpoints="$SRV_CLIENT" --command-timeout=30s "$@"; }
+
+vm_kib() { awk -v key="$2:" '$1 == key { print $2 }' "/proc/$1/status"; }
+kib_to_mib() { awk -v k="$1" 'BEGIN { printf "%.1f\n", k / 1024 }'; }
+
+# ---------------------------------------------------------------------------------------------
+# Workloads: each takes SIDE ROUND, records its samples, and returns non-zero (after saying why)
+# when it could not finish.
+
+wl_latency() {
+    local f=$WORK/latency-$1-$2.json
+    server_start "$1" || return 1
+    bench "$f" put --conns=1 --clients=1 --total="$LATENCY_PUTS" --key-size="$KEY_SIZE" \
+        --val-size="$VAL_SIZE" --sequential-keys --key-space-size="$LATENCY_PUTS" || return 1
+    record "$1" "$2" put_latency_mean_ms "$(awk -v s="$(json_num "$f" average_secs)" \
+        'BEGIN { printf "%.6f\n", s * 1000 }')"
+    record "$1" "$2" put_latency_p99_ms "$(p99_ms "$f")"
+    record "$1" "$2" put_latency_qps "$(json_num "$f" requests_per_sec)"
+    server_discard
+}
+
+wl_throughput() {
+    local f=$WORK/throughput-$1-$2.json
+    server_start "$1" || return 1
+    bench "$f" put --conns="$CONNS" --clients="$CLIENTS" --total="$PUTS" \
+        --key-size="$KEY_SIZE" --val-size="$VAL_SIZE" --sequential-keys \
+        --key-space-size="$PUTS" || return 1
+    # Read at once: the figure is the memory the server holds for what it just served.
+    local rss hwm
+    rss=$(vm_kib "$SRV_PID" VmRSS)
+    hwm=$(vm_kib "$SRV_PID" VmHWM)
+    record "$1" "$2" put_qps "$(json_num "$f" requests_per_sec)"
+    record "$1" "$2" put_p99_ms "$(p99_ms "$f")"
+    record "$1" "$2" rss_after_puts_mib "$(kib_to_mib "$rss")"
+    record "$1" "$2" peak_rss_mib "$(kib_to_mib "$hwm")"
+    server_discard
+}
+
+wl_reads() {
+    local c f value
+    server_start "$1" || return 1
+    value=$(head -c "$VAL_SIZE" /dev/zero | tr '\0' x)
+    ctl put foo "$value" >/dev/null || { log "etcdctl put foo failed"; return 1; }
+    for c in l s; do
+        f=$WORK/reads-$c-$1-$2.json
+        bench "$f" range foo --consistency="$c" --conns="$CONNS" --clients="$CLIENTS" \
+            --total="$READS" || return 1
+        record "$1" "$2" "range_${c}_qps" "$(json_num "$f" requests_per_sec)"
+        record "$1" "$2" "range_${c}_p99_ms" "$(p99_ms "$f")"
+    done
+    server_discard
+}
+
+wl_restart() {
+    local f=$WORK/restart-$1-$2.json start ready count
+    server_start "$1" || return 1
+    bench "$f" put --conns="$CONNS" --clients="$CLIENTS" --total="$RESTART_KEYS" \
+        --key-size="$KEY_SIZE" --val-size="$VAL_SIZE" --sequential-keys \
+        --key-space-size="$RESTART_KEYS" || return 1
+    record "$1" "$2" restart_load_qps "$(json_num "$f" requests_per_sec)"
+    server_stop
+    record "$1" "$2" restart_stop_secs "$STOP_SECS"
+    record "$1" "$2" restart_data_dir_mib "$(kib_to_mib "$(du -sk "$SRV_DIR" | cut -f1)")"
+    # The clock starts just before the spawn; oxbench starts polling right after it.
+    start=$(now_us)
+    server_launch "$1"
+    if ! "$OXBENCH" wait-ready --endpoints="$SRV_CLIENT" --timeout-secs="$READY_TIMEOUT_SECS" \
+        >/dev/null 2>>"$SRV_LOG"; then
+        log "no answer after the restart; log tail:"
+        tail -n 20 "$SRV_LOG" >&2
+        return 1
+    fi
+    ready=$(($(now_us) - start))
+    ctl endpoint health >/dev/null 2>&1 || { log "etcdctl endpoint health failed"; return 1; }
+    # The range's count is the number of keys from "\0" on, whatever the limit.
+    count=$(ctl get "" --from-key --keys-only --limit=1 -w json |
+        sed -n 's/.*"count":\([0-9]*\).*/\1/p')
+    if [ "$count" != "$RESTART_KEYS" ]; then
+        log "after restart $1 holds ${count:-?} keys, not $RESTART_KEYS"
+        return 1
+    fi
+    record "$1" "$2" restart_ready_secs \
+        "$(awk -v us="$ready" 'BEGIN { printf "%.4f\n", us / 1e6 }')"
+    server_discard
+}
+
+run_workload() {
+    local workload=$1 round=$2 side
+    CURRENT_WORKLOAD=$workload
+    for side in etcd oxcd; do
+        log "round $round/$ROUNDS: $workload on $side"
+        if ! "wl_$workload" "$side" "$round"; then
+            fail "$side" "$round" "$workload did not complete (see the log above)"
+            if [ -n "$SRV_PID" ]; then server_discard; fi
+        fi
+    done
+}
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+# metric|unit|goal (comparison and ratio, or "-")|description
+METRICS=(
+    "put_latency_mean_ms|ms|<=0.65|single put, 1 client: mean latency"
+    "put_latency_p99_ms|ms|<=0.65|single put, 1 client: p99 latency"
+    "put_latency_qps|req/s|-|single put, 1 client: requests/sec"
+    "put_qps|req/s|>=2|$PUTS puts, $CLIENTS clients/$CONNS conns: requests/sec"
+    "put_p99_ms|ms|-|$PUTS puts, $CLIENTS clients: p99 latency"
+    "rss_after_puts_mib|MiB|<=0.3|VmRSS right after the $PUTS puts"
+    "peak_rss_mib|MiB|-|VmHWM right after the $PUTS puts"
+    "range_l_qps|req/s|>=3|linearizable reads of one key: requests/sec"
+    "range_l_p99_ms|ms|-|linearizable reads: p99 latency"
+    "range_s_qps|req/s|>=3|serializable reads of one key: requests/sec"
+    "range_s_p99_ms|ms|-|serializable reads: p99 latency"
+    "restart_ready_secs|s|<=0.3|restart with $RESTART_KEYS keys: spawn to ready"
+    "restart_load_qps|req/s|-|loading the $RESTART_KEYS keys: requests/sec"
+    "restart_stop_secs|s|-|SIGTERM to exit after the load"
+    "restart_data_dir_mib|MiB|-|data dir size after the load"
+)
+
+metric_workload() {
+    case $1 in
+    put_latency_*) echo latency ;;
+    put_* | rss_* | peak_*) echo throughput ;;
+    range_*) echo reads ;;
+    restart_*) echo restart ;;
+    esac
+}
+
+# stats METRIC SIDE: prints "median min max count" of the samples, or "nan nan nan 0".
+stats() {
+    awk -F'\t' -v m="$1" -v s="$2" '
+        $1 == m && $2 == s && $4 != "" { v[n++] = $4 + 0 }
+        END {
+            if (n == 0) { print "nan nan nan 0"; exit }
+            for (i = 1; i < n; i++) {
+                x = v[i]
+                for (j = i - 1; j >= 0 && v[j] > x; j--) v[j + 1] = v[j]
+                v[j + 1] = x
+            }
+            med = (n % 2) ? v[int(n / 2)] : (v[n / 2 - 1] + v[n / 2]) / 2
+            printf "%.6g %.6g %.6g %d\n", med, v[0], v[n - 1], n
+        }' "$SAMPLES"
+}
+
+report() {
+    local line metric unit goal desc e_med e_min e_max e_n o_med o_min o_max o_n verdict ratio
+    local wide=0
+    if [ "$ROUNDS" -gt 1 ]; then wide=1; fi
+    {
+        echo
+        echo "oxcd vs etcd 3.4.23 ($(nproc) cores; rounds: $ROUNDS; quick: $quick; medians)"
+        echo "  etcd: $ETCD_BIN"
+        echo "  oxcd: $OXCD_BIN"
+        echo
+        if [ $wide = 1 ]; then
+            printf '%-22s %-6s %12s %12s %9s  %-15s %-17s %-17s\n' metric unit etcd oxcd \
+                oxcd/etcd goal "etcd min-max" "oxcd min-max"
+        else
+            printf '%-22s %-6s %12s %12s %9s  %s\n' metric unit etcd oxcd oxcd/etcd goal
+        fi
+    }
+    for line in "${METRICS[@]}"; do
+        IFS='|' read -r metric unit goal desc <<<"$line"
+        selected "$(metric_workload "$metric")" || continue
+        read -r e_med e_min e_max e_n <<<"$(stats "$metric" etcd)"
+        read -r o_med o_min o_max o_n <<<"$(stats "$metric" oxcd)"
+        read -r ratio verdict <<<"$(awk -v e="$e_med" -v o="$o_med" -v g="$goal" 'BEGIN {
+            if (e == "nan" || o == "nan" || e + 0 == 0) { print "null n/a"; exit }
+            r = o / e
+            v = "-"
+            if (g ~ /^<=/) v = (r <= substr(g, 3) + 0) ? "met" : "MISSED"
+            if (g ~ /^>=/) v = (r >= substr(g, 3) + 0) ? "met" : "MISSED"
+            printf "%.4f %s\n", r, v
+        }')"
+        awk -v m="$metric" -v u="$unit" -v e="$e_med" -v o="$o_med" -v r="$ratio" -v g="$goal" \
+            -v v="$verdict" -v wide="$wide" -v emin="$e_min" -v emax="$e_max" -v omin="$o_min" \
+            -v omax="$o_max" '
+            function f(x) {
+                if (x == "nan" || x == "null") return "n/a"
+                if (x >= 1000) return sprintf("%.0f", x)
+                if (x >= 10) return sprintf("%.1f", x)
+                if (x >= 1) return sprintf("%.2f", x)
+                return sprintf("%.4f", x)
+            }
+            BEGIN {
+                rs = (r == "null") ? "n/a" : sprintf("%.3fx", r)
+                gs = (g == "-") ? "" : g "x " v
+                if (wide)
+                    printf "%-22s %-6s %12s %12s %9s  %-15s %-17s %-17s\n", m, u, f(e), f(o), rs,
+                        gs, f(emin) "-" f(emax), f(omin) "-" f(omax)
+                else
+                    printf "%-22s %-6s %12s %12s %9s  %s\n", m, u, f(e), f(o), rs, gs
+            }'
+        printf '{"type":"result","metric":"%s","unit":"%s","description":%s,"goal":%s,"etcd":%s,"oxcd":%s,"ratio":%s,"verdict":"%s","etcd_min":%s,"etcd_max":%s,"oxcd_min":%s,"oxcd_max":%s,"etcd_samples":%s,"oxcd_samples":%s}\n' \
+            "$metric" "$unit" "$(json_str "$desc")" "$(json_str "$goal")" "${e_med/nan/null}" \
+            "${o_med/nan/null}" "$ratio" "$verdict" "${e_min/nan/null}" "${e_max/nan/null}" \
+            "${o_min/nan/null}" "${o_max/nan/null}" "$e_n" "$o_n" >>"$OUT"
+    done
+    echo
+    for line in "${METRICS[@]}"; do
+        IFS='|' read -r metric unit goal desc <<<"$line"
+        if selected "$(metric_workload "$metric")"; then
+            printf '  %-22s %s\n' "$metric" "$desc"
+        fi
+    done
+    echo
+    # The load generator and the server alone keep about 2 runnable threads on this machine;
+    # much more means something else competed for the cores while a figure was taken.
+    awk -F'"loadavg":' 'NF > 1 { v = $2 + 0; if (n++ == 0 || v < lo) lo = v; if (v > hi) hi = v }
+        END { if (n) printf "1-minute load average while sampling: %.2f-%.2f (%d cores)\n", lo, hi,
+            cores }' cores="$(nproc)" "$OUT"
+    if [ "$FAILURES" -gt 0 ]; then
+        echo "$FAILURES measurement(s) failed; see the log above and the errors in the summary."
+    fi
+    echo "summary: $OUT"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Main
+
+version_of() { "$1" --version 2>/dev/null | head -n 1 || true; }
+printf '{"type":"run","started":%s,"quick":%s,"rounds":%s,"etcd_bin":%s,"etcd_version":%s,"oxcd_bin":%s,"oxcd_version":%s,"latency_puts":%s,"puts":%s,"reads":%s,"restart_keys":%s,"clients":%s,"conns":%s,"key_size":%s,"val_size":%s,"cores":%s,"workloads":%s}\n' \
+    "$(json_str "$(date -u +%Y-%m-%dT%H:%M:%SZ)")" "$quick" "$ROUNDS" "$(json_str "$ETCD_BIN")" \
+    "$(json_str "$(version_of "$ETCD_BIN")")" "$(json_str "$OXCD_BIN")" \
+    "$(json_str "$(version_of "$OXCD_BIN")")" "$LATENCY_PUTS" "$PUTS" "$READS" "$RESTART_KEYS" \
+    "$CLIENTS" "$CONNS" "$KEY_SIZE" "$VAL_SIZE" "$(nproc)" "$(json_str "$WORKLOADS")" >>"$OUT"
+
+CURRENT_WORKLOAD=
+for round in $(seq 1 "$ROUNDS"); do
+    for workload in latency throughput reads restart; do
+        if selected "$workload"; then run_workload "$workload" "$round"; fi
+    done
+done
+report
+[ "$FAILURES" -eq 0 ] || exit 1
