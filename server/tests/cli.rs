@@ -76,11 +76,31 @@ fn validation_error_exits_1() {
 }
 
 #[test]
-fn valid_configuration_says_the_server_is_not_built() {
-    // Proves a valid configuration is accepted and the binary still refuses to pose as a member.
-    let output = oxcd(&["--name", "n1"]);
-    assert_eq!(output.status.code(), Some(2));
+fn unbindable_client_url_fails_with_exit_1() {
+    // Proves a valid configuration whose client address cannot be bound ends with an error
+    // naming it and exit code 1, instead of a member that serves nobody.
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", taken.local_addr().unwrap());
+    let peer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let peer_url = format!("http://{}", peer.local_addr().unwrap());
+    drop(peer);
+    let data_dir = dir.path().join("d");
+    let output = oxcd(&[
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        "--listen-client-urls",
+        &url,
+        "--advertise-client-urls",
+        &url,
+        "--listen-peer-urls",
+        &peer_url,
+        "--initial-advertise-peer-urls",
+        &peer_url,
+        "--initial-cluster",
+        &format!("default={peer_url}"),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
     let text = stderr(&output);
-    assert_eq!(text.lines().count(), 1, "{text}");
-    assert!(text.contains("arrives with issue 3"), "{text}");
+    assert!(text.contains("cannot serve clients"), "{text}");
 }
