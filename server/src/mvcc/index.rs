@@ -346,24 +346,104 @@ impl TreeIndex {
     /// not indexed (its history compacted away) or already deleted is skipped, as etcd does.
     /// Errors only when records come out of revision order.
     pub fn restore(&mut self, record: RestoredRecord<'_>) -> Result<(), IndexError> {
-        match self.keys.get_mut(record.key) {
-            Some(key_index) if record.tombstone => match key_index.tombstone(record.revision) {
-                Err(IndexError::RevisionNotFound) => Ok(()),
-                other => other,
-            },
-            Some(key_index) => key_index.put(record.revision),
-            None if record.tombstone => Ok(()),
-            None => {
-                let created = Revision::new(record.create_revision, 0);
-                let key_index = KeyIndex::restored(created, record.revision, record.version);
-                self.keys.insert(record.key.into(), key_index);
-                Ok(())
-            }
+        if let Some(new) = restore_into(self.keys.get_mut(record.key), &record)? {
+            self.keys.insert(record.key.into(), new);
         }
+        Ok(())
     }
 
     /// Every key with its history, in key order (tests and debugging tools).
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &KeyIndex)> {
         self.keys.iter().map(|(key, key_index)| (&**key, key_index))
+    }
+}
+
+/// The rules of [`TreeIndex::restore`] for one record: updates `existing`, or returns the new
+/// key index to insert.
+fn restore_into(
+    existing: Option<&mut KeyIndex>,
+    record: &RestoredRecord<'_>,
+) -> Result<Option<KeyIndex>, IndexError> {
+    match existing {
+        Some(key_index) if record.tombstone => match key_index.tombstone(record.revision) {
+            Err(IndexError::RevisionNotFound) => Ok(None),
+            other => other.map(|()| None),
+        },
+        Some(key_index) => key_index.put(record.revision).map(|()| None),
+        None if record.tombstone => Ok(None),
+        None => {
+            let created = Revision::new(record.create_revision, 0);
+            Ok(Some(KeyIndex::restored(
+                created,
+                record.revision,
+                record.version,
+            )))
+        }
+    }
+}
+
+/// Rebuilds a [`TreeIndex`] from records in revision order, as [`TreeIndex::restore`] would
+/// one by one, but without a tree descent per record (a million keys cost a million descents,
+/// comparing keys all the way down): records are collected, stably sorted by key (so each
+/// key's records stay in revision order), folded into key indexes, and bulk-loaded into the
+/// tree in key order.
+#[derive(Default)]
+pub struct IndexBuilder {
+    records: Vec<OwnedRecord>,
+}
+
+struct OwnedRecord {
+    key: Box<[u8]>,
+    revision: Revision,
+    tombstone: bool,
+    create_revision: i64,
+    version: i64,
+}
+
+impl IndexBuilder {
+    /// Adds one record (records must come in revision order).
+    pub fn restore(&mut self, record: RestoredRecord<'_>) {
+        self.records.push(OwnedRecord {
+            key: record.key.into(),
+            revision: record.revision,
+            tombstone: record.tombstone,
+            create_revision: record.create_revision,
+            version: record.version,
+        });
+    }
+
+    /// The tree index, or the first record the rules refuse: its key, revision and why.
+    pub fn build(mut self) -> Result<TreeIndex, (Box<[u8]>, Revision, IndexError)> {
+        self.records.sort_by(|a, b| a.key.cmp(&b.key));
+        let mut keys: Vec<(Box<[u8]>, KeyIndex)> = Vec::new();
+        let mut records = self.records.into_iter().peekable();
+        while let Some(first) = records.next() {
+            let mut key_index = None;
+            let mut current = first;
+            loop {
+                let record = RestoredRecord {
+                    key: &current.key,
+                    revision: current.revision,
+                    tombstone: current.tombstone,
+                    create_revision: current.create_revision,
+                    version: current.version,
+                };
+                match restore_into(key_index.as_mut(), &record) {
+                    Ok(Some(new)) => key_index = Some(new),
+                    Ok(None) => {}
+                    Err(e) => return Err((current.key, current.revision, e)),
+                }
+                match records.next_if(|next| next.key == current.key) {
+                    Some(next) => current = next,
+                    None => break,
+                }
+            }
+            if let Some(key_index) = key_index {
+                keys.push((current.key, key_index));
+            }
+        }
+        Ok(TreeIndex {
+            keys: keys.into_iter().collect(),
+        })
     }
 }

