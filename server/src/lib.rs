@@ -7,6 +7,7 @@
 pub mod api;
 pub mod config;
 pub mod etcdserver;
+pub mod lease;
 pub mod membership;
 pub mod mvcc;
 pub mod pb;

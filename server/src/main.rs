@@ -94,6 +94,7 @@ fn run(cfg: &Config) -> Result<(), String> {
             oxcd_server::config::ETCD_API_VERSION
         );
         tokio::spawn(etcdserver::compactor::run(server.clone(), cfg.auto_compaction));
+        tokio::spawn(api::lease::run_expiry(server.clone()));
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<Option<String>>();
         let watcher = tokio::spawn(async move {
             let outcome = tokio::select! {

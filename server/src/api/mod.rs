@@ -1,6 +1,6 @@
 //! The etcd v3 gRPC API: what clients see of the server.
 //!
-//! One file per gRPC service (KV, Cluster, Maintenance today; Watch, Lease, Auth, Lock and
+//! One file per gRPC service (KV, Lease, Cluster, Maintenance today; Watch, Auth, Lock and
 //! Election with issue 4), each translating requests into calls on the member
 //! ([`crate::etcdserver::EtcdServer`]) and the store, and their results back into etcd's
 //! responses. `serve` binds the client listeners, with HTTP `/health` and `/version`.
@@ -17,6 +17,7 @@ pub mod authority;
 pub mod cluster;
 pub mod errors;
 pub mod kv;
+pub mod lease;
 pub mod maintenance;
 pub mod serve;
 

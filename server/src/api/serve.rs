@@ -2,7 +2,7 @@
 //! HTTP endpoints `/health` and `/version` share one port, as in etcd (HTTP/2 for gRPC,
 //! HTTP/1.1 for the endpoints).
 //!
-//! Services not built yet (Watch, Lease, Auth, Lock, Election) are not routed: a call to them
+//! Services not built yet (Watch, Auth, Lock, Election) are not routed: a call to them
 //! gets gRPC's UNIMPLEMENTED, and the README's compatibility table says so.
 //!
 //! Every connection reads through [`AuthorityFix`], which lets etcdctl 3.4's
@@ -27,11 +27,13 @@ use super::authority::AuthorityFix;
 use super::cluster::ClusterService;
 use super::errors::GRPC_OVERHEAD_BYTES;
 use super::kv::KvService;
+use super::lease::LeaseService;
 use super::maintenance::{server_version, MaintenanceService};
 use crate::config::BindAddr;
 use crate::etcdserver::EtcdServer;
 use crate::pb::etcdserverpb::cluster_server::ClusterServer;
 use crate::pb::etcdserverpb::kv_server::KvServer;
+use crate::pb::etcdserverpb::lease_server::LeaseServer;
 use crate::pb::etcdserverpb::maintenance_server::MaintenanceServer;
 
 /// tonic's receive limit is this many times etcd's, so oversized messages reach the service.
@@ -59,6 +61,10 @@ pub fn routes(server: &EtcdServer) -> Routes {
             MaintenanceServer::new(MaintenanceService::new(server.clone()))
                 .max_decoding_message_size(recv_limit)
                 .max_encoding_message_size(usize::MAX),
+        )
+        .add_service(
+            LeaseServer::new(LeaseService::new(server.clone()))
+                .max_decoding_message_size(recv_limit),
         )
         .add_service(
             ClusterServer::new(ClusterService::new(server.clone()))

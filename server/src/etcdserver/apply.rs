@@ -25,11 +25,11 @@ use raft::ReadState;
 use super::error::ServerError;
 use super::server::{Applied, ApplyResult, Shared};
 use crate::membership::{self, Member};
-use crate::mvcc::{kv, txn, CompactionWait, MvccError, NoLeases, StoreWrite};
+use crate::mvcc::{kv, txn, CompactionWait, MvccError, StoreWrite};
 use crate::pb::etcdserverpb::alarm_request::AlarmAction;
 use crate::pb::etcdserverpb::{
     AlarmMember, AlarmRequest, AlarmResponse, AlarmType, CompactionRequest, CompactionResponse,
-    InternalRaftRequest,
+    InternalRaftRequest, LeaseGrantResponse, LeaseRevokeResponse,
 };
 use crate::raft::convert::{ConfChange, ConfChangeType};
 use crate::raft::{ApplyError, ReadyHandler};
@@ -173,20 +173,44 @@ impl<'s> Batch<'s> {
             return self.apply_compaction(&compaction, entry);
         }
         let write = self.write_for(entry)?;
+        let lessor = &shared.lessor;
         if let Some(put) = request.put {
             if capped {
                 return Err(ServerError::NoSpace);
             }
-            return Ok(Applied::Put(kv::put(write, &put, &NoLeases)?));
+            let result = kv::put(write, &put, lessor);
+            lessor.on_changes(write.changes());
+            return Ok(Applied::Put(result?));
         }
         if let Some(delete) = request.delete_range {
-            return Ok(Applied::DeleteRange(kv::delete_range(write, &delete)?));
+            let result = kv::delete_range(write, &delete);
+            lessor.on_changes(write.changes());
+            return Ok(Applied::DeleteRange(result?));
         }
         if let Some(txn) = request.txn {
             if capped && !txn::is_txn_read_only(&txn) {
                 return Err(ServerError::NoSpace);
             }
-            return Ok(Applied::Txn(txn::apply_txn(write, &txn, &NoLeases)?));
+            let result = txn::apply_txn(write, &txn, lessor);
+            lessor.on_changes(write.changes());
+            return Ok(Applied::Txn(result?));
+        }
+        if let Some(grant) = request.lease_grant {
+            if capped {
+                return Err(ServerError::NoSpace);
+            }
+            let ttl = lessor.grant(grant.id, grant.ttl, write.batch_tx()?)??;
+            return Ok(Applied::LeaseGrant(LeaseGrantResponse {
+                header: kv::header(write.begin_rev()),
+                id: grant.id,
+                ttl,
+                error: String::new(),
+            }));
+        }
+        if let Some(revoke) = request.lease_revoke {
+            return Ok(Applied::LeaseRevoke(revoke_lease(
+                lessor, write, revoke.id,
+            )?));
         }
         if let Some(alarm) = request.alarm {
             return Ok(Applied::Alarm(apply_alarm(shared, write, &alarm)?));
@@ -196,7 +220,7 @@ impl<'s> Batch<'s> {
         }
         tracing::warn!(
             index = entry.index,
-            "skipping a request this member does not serve yet (lease, auth)"
+            "skipping a request this member does not serve yet (auth, lease checkpoint)"
         );
         Err(ServerError::Internal("etcdserver: not capable".to_string()))
     }
@@ -245,6 +269,27 @@ impl<'s> Batch<'s> {
         }
         Ok(())
     }
+}
+
+/// Revokes lease `id` inside `write` (etcd's `Revoke`): its keys are deleted in key order at
+/// one revision, and its record in the same backend session.
+fn revoke_lease(
+    lessor: &crate::lease::Lessor,
+    write: &mut StoreWrite<'_>,
+    id: i64,
+) -> Result<LeaseRevokeResponse, ServerError> {
+    let keys = lessor
+        .keys(id)
+        .ok_or(ServerError::Lease(crate::lease::LeaseError::NotFound))?;
+    let mut revision = write.begin_rev();
+    for key in &keys {
+        revision = write.delete_range(key, &[])?.1;
+    }
+    lessor.revoke(id, write.batch_tx()?)??;
+    lessor.on_changes(write.changes());
+    Ok(LeaseRevokeResponse {
+        header: kv::header(revision),
+    })
 }
 
 /// Applies an alarm request inside `write` (etcd's `applierV3backend.Alarm`).

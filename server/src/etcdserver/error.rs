@@ -12,6 +12,9 @@ pub enum ServerError {
     /// The store refused or failed the request.
     #[error(transparent)]
     Mvcc(#[from] MvccError),
+    /// A lease operation failed ("lease not found", "lease already exists", ...).
+    #[error(transparent)]
+    Lease(#[from] crate::lease::LeaseError),
     /// Over `--quota-backend-bytes`, or the NOSPACE alarm is active (etcd's `ErrNoSpace`).
     #[error("etcdserver: no space")]
     NoSpace,

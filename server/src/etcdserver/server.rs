@@ -23,7 +23,8 @@ use crate::mvcc::{CompactionWait, Store};
 use crate::pb::etcdserverpb::alarm_request::AlarmAction;
 use crate::pb::etcdserverpb::{
     AlarmMember, AlarmRequest, AlarmResponse, AlarmType, CompactionResponse, DeleteRangeResponse,
-    InternalRaftRequest, PutResponse, RangeResponse, RequestHeader, ResponseHeader, TxnResponse,
+    InternalRaftRequest, LeaseGrantResponse, LeaseRevokeResponse, PutResponse, RangeResponse,
+    RequestHeader, ResponseHeader, TxnResponse,
 };
 
 /// The result of applying one proposal.
@@ -38,6 +39,8 @@ pub enum Applied {
         wait: CompactionWait,
     },
     Alarm(AlarmResponse),
+    LeaseGrant(LeaseGrantResponse),
+    LeaseRevoke(LeaseRevokeResponse),
 }
 
 /// What one applied proposal answers.
@@ -229,6 +232,9 @@ pub(super) struct Shared {
     pub(super) to_loop: Mutex<Option<mpsc::Sender<LoopRequest>>>,
     pub(super) ids: IdGenerator,
     pub(super) limits: Limits,
+    pub(super) lessor: crate::lease::Lessor,
+    /// etcd's election timeout, by which a new leader extends every lease.
+    pub(super) election_timeout: Duration,
 }
 
 /// A cheap, cloneable handle on the running member.
@@ -256,6 +262,21 @@ impl EtcdServer {
     /// The members as applied, by ID.
     pub fn members(&self) -> Vec<Member> {
         self.shared.members.list()
+    }
+
+    /// The lease table.
+    pub fn lessor(&self) -> &crate::lease::Lessor {
+        &self.shared.lessor
+    }
+
+    /// The election timeout (a new leader extends every lease by it).
+    pub fn election_timeout(&self) -> Duration {
+        self.shared.election_timeout
+    }
+
+    /// A new ID from the member's request ID generator (etcd draws lease IDs from it).
+    pub fn next_id(&self) -> u64 {
+        self.shared.ids.next()
     }
 
     /// The request limits.

@@ -22,6 +22,7 @@ use super::idgen::IdGenerator;
 use super::raft_loop::{LoopConfig, RaftLoop};
 use super::server::{Alarms, EtcdServer, Limits, Members, RaftStatus, Shared, Waiters};
 use crate::config::Config;
+use crate::lease::{min_lease_ttl, Lessor};
 use crate::membership::{self, Member};
 use crate::mvcc::Store;
 use crate::pb::etcdserverpb::AlarmMember;
@@ -69,6 +70,13 @@ pub fn start(cfg: &Config) -> Result<Started, ServerError> {
     let read = store.backend().read_tx()?;
     let members = membership::load(&read)?;
     let alarms = load_alarms(&read)?;
+    let lessor = Lessor::new(min_lease_ttl(
+        cfg.election_ticks(),
+        cfg.heartbeat_interval_ms,
+    ));
+    for key in lessor.restore(&read, store.restored_key_leases())? {
+        tracing::warn!(key = %String::from_utf8_lossy(&key), "failed to attach a lease");
+    }
     drop(read);
     let (to_loop, requests) = mpsc::channel();
     let shared = Arc::new(Shared {
@@ -87,6 +95,10 @@ pub fn start(cfg: &Config) -> Result<Started, ServerError> {
             quota_bytes: cfg.backend_quota_bytes(),
             request_timeout: cfg.request_timeout(),
         },
+        lessor,
+        election_timeout: std::time::Duration::from_millis(
+            cfg.election_ticks() * cfg.heartbeat_interval_ms,
+        ),
     });
     let applier = Applier::new(Arc::clone(&shared))?;
     let raft_loop = RaftLoop::new(

@@ -100,6 +100,15 @@ impl Side {
         }
     }
 
+    /// Shows `text` as `placeholder` in every later output of this side (IDs the server chose,
+    /// such as lease IDs).
+    #[allow(dead_code)] // etcdctl_compat.rs has no server-chosen IDs; lease_compat.rs does
+    pub fn alias(&mut self, text: String, placeholder: &'static str) {
+        self.replacements.push((text, placeholder));
+        self.replacements
+            .sort_by_key(|(text, _)| std::cmp::Reverse(text.len()));
+    }
+
     /// A path inside this side's scratch dir (shown as `<scratch>/NAME` once normalised).
     pub fn scratch_path(&self, name: &str) -> String {
         self.scratch.path().join(name).display().to_string()

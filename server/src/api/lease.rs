@@ -1,0 +1,186 @@
+//! The Lease service (etcd's `v3rpc/lease.go`): grant and revoke through raft, keep-alive,
+//! time-to-live and the list from the leader's lessor.
+//!
+//! etcd's answers that are not errors: a keep-alive for a missing lease answers TTL 0 and the
+//! stream stays open; TimeToLive of a missing lease answers TTL -1 and granted TTL 0.
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::errors::{to_status, EtcdError};
+use super::kv::status;
+use crate::etcdserver::{Applied, EtcdServer};
+use crate::pb::etcdserverpb::lease_server::Lease;
+use crate::pb::etcdserverpb::{
+    InternalRaftRequest, LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest,
+    LeaseKeepAliveResponse, LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest,
+    LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+};
+
+/// etcd's `leaseOverhead`: the quota cost of a grant.
+const LEASE_OVERHEAD_BYTES: u64 = 64;
+
+/// The Lease service over one member.
+pub struct LeaseService {
+    server: EtcdServer,
+}
+
+impl LeaseService {
+    pub fn new(server: EtcdServer) -> LeaseService {
+        LeaseService { server }
+    }
+
+    fn current_header(&self) -> Result<crate::pb::etcdserverpb::ResponseHeader, Status> {
+        let rev = self.server.store().rev().map_err(|e| to_status(&e))?;
+        Ok(self.server.header(rev))
+    }
+}
+
+/// Answers one keep-alive request (etcd's `LeaseRenew` on the leader).
+fn keep_alive(server: &EtcdServer, id: i64) -> Result<LeaseKeepAliveResponse, Status> {
+    let rev = server.store().rev().map_err(|e| to_status(&e))?;
+    let ttl = server.lessor().renew(id).unwrap_or(0);
+    Ok(LeaseKeepAliveResponse {
+        header: Some(server.header(rev)),
+        id,
+        ttl,
+    })
+}
+
+#[tonic::async_trait]
+impl Lease for LeaseService {
+    async fn lease_grant(
+        &self,
+        request: Request<LeaseGrantRequest>,
+    ) -> Result<Response<LeaseGrantResponse>, Status> {
+        let mut req = request.into_inner();
+        if !self.server.quota_available(LEASE_OVERHEAD_BYTES) {
+            return Err(EtcdError::NoSpace.into());
+        }
+        while req.id == 0 {
+            req.id = (self.server.next_id() & 0x7fff_ffff_ffff_ffff) as i64;
+        }
+        let applied = self
+            .server
+            .propose(InternalRaftRequest {
+                lease_grant: Some(req),
+                ..InternalRaftRequest::default()
+            })
+            .await
+            .map_err(status)?;
+        let Applied::LeaseGrant(mut response) = applied else {
+            return Err(Status::internal(
+                "oxcd: unexpected apply result for lease grant",
+            ));
+        };
+        self.server.fill_header(&mut response.header);
+        Ok(Response::new(response))
+    }
+
+    async fn lease_revoke(
+        &self,
+        request: Request<LeaseRevokeRequest>,
+    ) -> Result<Response<LeaseRevokeResponse>, Status> {
+        let applied = self
+            .server
+            .propose(InternalRaftRequest {
+                lease_revoke: Some(request.into_inner()),
+                ..InternalRaftRequest::default()
+            })
+            .await
+            .map_err(status)?;
+        let Applied::LeaseRevoke(mut response) = applied else {
+            return Err(Status::internal(
+                "oxcd: unexpected apply result for lease revoke",
+            ));
+        };
+        self.server.fill_header(&mut response.header);
+        Ok(Response::new(response))
+    }
+
+    type LeaseKeepAliveStream = ReceiverStream<Result<LeaseKeepAliveResponse, Status>>;
+
+    async fn lease_keep_alive(
+        &self,
+        request: Request<Streaming<LeaseKeepAliveRequest>>,
+    ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        let mut inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(16);
+        let server = self.server.clone();
+        tokio::spawn(async move {
+            loop {
+                let req = match inbound.message().await {
+                    Ok(Some(req)) => req,
+                    Ok(None) | Err(_) => return,
+                };
+                let answer = keep_alive(&server, req.id);
+                let failed = answer.is_err();
+                if tx.send(answer).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        request: Request<LeaseTimeToLiveRequest>,
+    ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        let req = request.into_inner();
+        let ttl = self.server.lessor().time_to_live(req.id);
+        Ok(Response::new(LeaseTimeToLiveResponse {
+            header: Some(self.current_header()?),
+            id: req.id,
+            ttl: ttl.ttl,
+            granted_ttl: ttl.granted_ttl,
+            keys: if req.keys { ttl.keys } else { Vec::new() },
+        }))
+    }
+
+    async fn lease_leases(
+        &self,
+        _: Request<LeaseLeasesRequest>,
+    ) -> Result<Response<LeaseLeasesResponse>, Status> {
+        let leases = self
+            .server
+            .lessor()
+            .leases()
+            .into_iter()
+            .map(|id| LeaseStatus { id })
+            .collect();
+        Ok(Response::new(LeaseLeasesResponse {
+            header: Some(self.current_header()?),
+            leases,
+        }))
+    }
+}
+
+/// The leader's expiry loop (etcd's lessor `runLoop` with the server's revoke loop): every
+/// 500 ms, become primary when leading (extending every lease by an election timeout) or
+/// stop being primary, and propose the revocation of every expired lease.
+pub async fn run_expiry(server: EtcdServer) {
+    let mut ticker = tokio::time::interval(std::time::Duration::from_millis(500));
+    loop {
+        ticker.tick().await;
+        if server.leader() == server.member_id() && server.leader() != 0 {
+            server.lessor().promote(server.election_timeout());
+        } else {
+            server.lessor().demote();
+            continue;
+        }
+        for id in server.lessor().expired(500) {
+            let server = server.clone();
+            tokio::spawn(async move {
+                let request = InternalRaftRequest {
+                    lease_revoke: Some(LeaseRevokeRequest { id }),
+                    ..InternalRaftRequest::default()
+                };
+                if let Err(e) = server.propose(request).await {
+                    tracing::warn!(lease = format!("{id:016x}"), %e, "failed to revoke lease");
+                }
+            });
+        }
+    }
+}
