@@ -82,6 +82,9 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         txn_ops: u64,
     },
+    /// Benchmark lease keep-alive: each client grants a lease, then each request is one
+    /// keep-alive of it on a new stream (etcd's `benchmark lease-keepalive`).
+    LeaseKeepalive,
     /// Wait until the first endpoint serves a linearizable read; print how long it took.
     WaitReady {
         /// Give up after this many seconds.
@@ -114,6 +117,7 @@ fn workload(cli: &Cli) -> Result<Workload, String> {
         Command::TxnPut { txn_ops } => Operation::TxnPut {
             ops_per_txn: *txn_ops,
         },
+        Command::LeaseKeepalive => Operation::LeaseKeepAlive,
         Command::WaitReady { .. } => return Err("wait-ready sends no workload".to_string()),
     };
     let keys = KeySpec {

@@ -14,16 +14,20 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use oxcd_server::pb::etcdserverpb::kv_client::KvClient;
+use oxcd_server::pb::etcdserverpb::lease_client::LeaseClient;
+use oxcd_server::pb::etcdserverpb::{LeaseGrantRequest, LeaseKeepAliveRequest};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::load::report::Recorder;
-use crate::load::workload::{Request, Workload};
+use crate::load::workload::{Operation, Request, Workload};
 
 /// How many failures are printed to stderr as they happen.
 pub const PRINTED_ERRORS: u64 = 5;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// TTL of each client's lease in `lease-keepalive` (etcd's tool grants 100 s).
+const LEASE_TTL_SECS: i64 = 100;
 
 /// The shape of one run.
 #[derive(Clone, Debug)]
@@ -78,14 +82,38 @@ fn progress_bar(total: u64) -> ProgressBar {
     bar
 }
 
+/// One client's connection: its KV and Lease stubs and, in `lease-keepalive`, its lease.
+struct Client {
+    kv: KvClient<Channel>,
+    lease: LeaseClient<Channel>,
+    lease_id: i64,
+}
+
 /// Sends one request and waits for its answer; a gRPC error becomes its display text.
-async fn send(client: &mut KvClient<Channel>, request: Request) -> Result<(), String> {
+async fn send(client: &mut Client, request: Request) -> Result<(), String> {
     let result = match request {
-        Request::Put(put) => client.put(put).await.map(drop),
-        Request::Range(range) => client.range(range).await.map(drop),
-        Request::Txn(txn) => client.txn(txn).await.map(drop),
+        Request::Put(put) => client.kv.put(put).await.map(drop),
+        Request::Range(range) => client.kv.range(range).await.map(drop),
+        Request::Txn(txn) => client.kv.txn(txn).await.map(drop),
+        Request::KeepAlive => keep_alive_once(client).await,
     };
     result.map_err(|status| format!("{:?}: {}", status.code(), status.message()))
+}
+
+/// One keep-alive on a new stream (clientv3's `KeepAliveOnce`); a TTL of 0 is a failure.
+async fn keep_alive_once(client: &mut Client) -> Result<(), tonic::Status> {
+    let request = LeaseKeepAliveRequest {
+        id: client.lease_id,
+    };
+    let mut responses = client
+        .lease
+        .lease_keep_alive(tokio_stream::once(request))
+        .await?
+        .into_inner();
+    match responses.message().await? {
+        Some(response) if response.ttl > 0 => Ok(()),
+        _ => Err(tonic::Status::not_found("lease expired or revoked")),
+    }
 }
 
 struct Shared {
@@ -96,8 +124,7 @@ struct Shared {
     bar: ProgressBar,
 }
 
-async fn client_loop(shared: Arc<Shared>, channel: Channel, seed: u64) -> Recorder {
-    let mut client = KvClient::new(channel);
+async fn client_loop(shared: Arc<Shared>, mut client: Client, seed: u64) -> Recorder {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut recorder = Recorder::new();
     loop {
@@ -136,12 +163,36 @@ pub async fn run(config: &RunConfig, workload: Workload) -> Result<RunOutcome, S
         bar: progress_bar(config.total),
     });
     let seed_base: u64 = rand::random();
+    let mut clients = Vec::with_capacity(config.clients);
+    for i in 0..config.clients {
+        let channel = channels[i % channels.len()].clone();
+        let mut lease = LeaseClient::new(channel.clone());
+        let mut lease_id = 0;
+        if matches!(shared.workload.operation, Operation::LeaseKeepAlive) {
+            let grant = LeaseGrantRequest {
+                ttl: LEASE_TTL_SECS,
+                id: 0,
+            };
+            lease_id = lease
+                .lease_grant(grant)
+                .await
+                .map_err(|e| format!("cannot grant a lease: {}", e.message()))?
+                .into_inner()
+                .id;
+        }
+        clients.push(Client {
+            kv: KvClient::new(channel),
+            lease,
+            lease_id,
+        });
+    }
     let start = Instant::now();
-    let tasks: Vec<_> = (0..config.clients)
-        .map(|i| {
-            let channel = channels[i % channels.len()].clone();
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(i, client)| {
             let seed = seed_base.wrapping_add(i as u64);
-            tokio::spawn(client_loop(Arc::clone(&shared), channel, seed))
+            tokio::spawn(client_loop(Arc::clone(&shared), client, seed))
         })
         .collect();
     let mut recorder = Recorder::new();

@@ -26,6 +26,10 @@ pub enum Operation {
     },
     /// One `Txn` with no compares and `ops_per_txn` puts in its success branch per request.
     TxnPut { ops_per_txn: u64 },
+    /// One keep-alive of the client's own lease per request, each on a new stream (etcd's
+    /// `benchmark lease-keepalive`, which calls `KeepAliveOnce`); each client grants its lease
+    /// before the clock starts.
+    LeaseKeepAlive,
 }
 
 impl Operation {
@@ -35,6 +39,7 @@ impl Operation {
             Operation::Put => "put",
             Operation::Range { .. } => "range",
             Operation::TxnPut { .. } => "txn-put",
+            Operation::LeaseKeepAlive => "lease-keepalive",
         }
     }
 }
@@ -87,6 +92,8 @@ pub enum Request {
     Put(PutRequest),
     Range(RangeRequest),
     Txn(TxnRequest),
+    /// A keep-alive of the sending client's lease.
+    KeepAlive,
 }
 
 /// Builds the requests of one benchmark run.
@@ -101,6 +108,7 @@ impl Workload {
     /// The request with number `index` (0-based) of the run.
     pub fn request(&self, index: u64, rng: &mut impl Rng) -> Request {
         match &self.operation {
+            Operation::LeaseKeepAlive => Request::KeepAlive,
             Operation::Put => {
                 let key = self.keys.key(self.keys.number_for(index, rng));
                 Request::Put(self.put(key))
