@@ -1,7 +1,7 @@
 //! The etcd v3 gRPC API: what clients see of the server.
 //!
-//! One file per gRPC service (KV, Lease, Cluster, Maintenance today; Watch, Auth, Lock and
-//! Election with issue 4), each translating requests into calls on the member
+//! One file per gRPC service (KV, Watch, Lease, Cluster, Maintenance today; Auth, Lock and
+//! Election later), each translating requests into calls on the member
 //! ([`crate::etcdserver::EtcdServer`]) and the store, and their results back into etcd's
 //! responses. `serve` binds the client listeners, with HTTP `/health` and `/version`.
 //!
@@ -20,5 +20,6 @@ pub mod kv;
 pub mod lease;
 pub mod maintenance;
 pub mod serve;
+pub mod watch;
 
 pub use errors::{to_status, ErrorSpec, EtcdError, InternalError, Since, INTERNAL_ERRORS};

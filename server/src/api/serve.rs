@@ -2,7 +2,7 @@
 //! HTTP endpoints `/health` and `/version` share one port, as in etcd (HTTP/2 for gRPC,
 //! HTTP/1.1 for the endpoints).
 //!
-//! Services not built yet (Watch, Auth, Lock, Election) are not routed: a call to them
+//! Services not built yet (Auth, Lock, Election) are not routed: a call to them
 //! gets gRPC's UNIMPLEMENTED, and the README's compatibility table says so.
 //!
 //! Every connection reads through [`AuthorityFix`], which lets etcdctl 3.4's
@@ -29,12 +29,14 @@ use super::errors::GRPC_OVERHEAD_BYTES;
 use super::kv::KvService;
 use super::lease::LeaseService;
 use super::maintenance::{server_version, MaintenanceService};
+use super::watch::WatchService;
 use crate::config::BindAddr;
 use crate::etcdserver::EtcdServer;
 use crate::pb::etcdserverpb::cluster_server::ClusterServer;
 use crate::pb::etcdserverpb::kv_server::KvServer;
 use crate::pb::etcdserverpb::lease_server::LeaseServer;
 use crate::pb::etcdserverpb::maintenance_server::MaintenanceServer;
+use crate::pb::etcdserverpb::watch_server::WatchServer;
 
 /// tonic's receive limit is this many times etcd's, so oversized messages reach the service.
 const TONIC_LIMIT_FACTOR: usize = 4;
@@ -59,6 +61,11 @@ pub fn routes(server: &EtcdServer) -> Routes {
         )
         .add_service(
             MaintenanceServer::new(MaintenanceService::new(server.clone()))
+                .max_decoding_message_size(recv_limit)
+                .max_encoding_message_size(usize::MAX),
+        )
+        .add_service(
+            WatchServer::new(WatchService::new(server.clone()))
                 .max_decoding_message_size(recv_limit)
                 .max_encoding_message_size(usize::MAX),
         )

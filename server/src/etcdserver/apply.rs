@@ -25,7 +25,7 @@ use raft::ReadState;
 use super::error::ServerError;
 use super::server::{Applied, ApplyResult, Shared};
 use crate::membership::{self, Member};
-use crate::mvcc::{kv, txn, CompactionWait, MvccError, StoreWrite};
+use crate::mvcc::{kv, txn, Change, CompactionWait, MvccError, StoreWrite};
 use crate::pb::etcdserverpb::alarm_request::AlarmAction;
 use crate::pb::etcdserverpb::{
     AlarmMember, AlarmRequest, AlarmResponse, AlarmType, CompactionRequest, CompactionResponse,
@@ -77,6 +77,7 @@ impl Applier {
             shared: &shared,
             write: None,
             replies: Vec::new(),
+            changes: Vec::new(),
         };
         let mut result = Ok(());
         for entry in entries {
@@ -92,6 +93,10 @@ impl Applier {
         let ended = batch.end_write();
         result?;
         ended?;
+        if !batch.changes.is_empty() {
+            let changes = std::mem::take(&mut batch.changes);
+            shared.hub.publish(changes, shared.store.rev()?);
+        }
         for (id, reply) in batch.replies {
             shared.waiters.trigger(id, reply);
         }
@@ -105,6 +110,8 @@ struct Batch<'s> {
     shared: &'s Shared,
     write: Option<StoreWrite<'s>>,
     replies: Vec<(u64, ApplyResult)>,
+    /// Every change of the batch so far, for watchers once the write has ended.
+    changes: Vec<Change>,
 }
 
 impl<'s> Batch<'s> {
@@ -112,7 +119,8 @@ impl<'s> Batch<'s> {
     fn write_for(&mut self, entry: &pb::Entry) -> Result<&mut StoreWrite<'s>, ServerError> {
         match &mut self.write {
             Some(write) => {
-                write.next_entry(entry.index, entry.term)?;
+                let changes = write.next_entry(entry.index, entry.term)?;
+                self.changes.extend(changes);
             }
             None => self.write = Some(self.shared.store.write(entry.index, entry.term)?),
         }
@@ -123,7 +131,7 @@ impl<'s> Batch<'s> {
 
     fn end_write(&mut self) -> Result<(), ServerError> {
         if let Some(write) = self.write.take() {
-            write.end()?;
+            self.changes.extend(write.end()?.changes);
         }
         Ok(())
     }

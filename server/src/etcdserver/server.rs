@@ -233,6 +233,7 @@ pub(super) struct Shared {
     pub(super) ids: IdGenerator,
     pub(super) limits: Limits,
     pub(super) lessor: crate::lease::Lessor,
+    pub(super) hub: crate::mvcc::watch::EventHub,
     /// etcd's election timeout, by which a new leader extends every lease.
     pub(super) election_timeout: Duration,
 }
@@ -262,6 +263,11 @@ impl EtcdServer {
     /// The members as applied, by ID.
     pub fn members(&self) -> Vec<Member> {
         self.shared.members.list()
+    }
+
+    /// Where applied changes are published to watchers.
+    pub fn hub(&self) -> &crate::mvcc::watch::EventHub {
+        &self.shared.hub
     }
 
     /// The lease table.

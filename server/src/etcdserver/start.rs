@@ -78,6 +78,7 @@ pub fn start(cfg: &Config) -> Result<Started, ServerError> {
         tracing::warn!(key = %String::from_utf8_lossy(&key), "failed to attach a lease");
     }
     drop(read);
+    let hub = crate::mvcc::watch::EventHub::new(store.rev()?);
     let (to_loop, requests) = mpsc::channel();
     let shared = Arc::new(Shared {
         store,
@@ -96,6 +97,7 @@ pub fn start(cfg: &Config) -> Result<Started, ServerError> {
             request_timeout: cfg.request_timeout(),
         },
         lessor,
+        hub,
         election_timeout: std::time::Duration::from_millis(
             cfg.election_ticks() * cfg.heartbeat_interval_ms,
         ),

@@ -22,7 +22,8 @@
 //! * [`kv`]: Range, Put, DeleteRange ([`kv::range`], [`kv::put`], [`kv::delete_range`]);
 //! * [`txn`]: Txn with compares and nested txns ([`txn::apply_txn`], [`txn::read_only_txn`]);
 //! * [`check`]: the request checks etcd's KV service makes before raft;
-//! * `gosort`: Go's `sort.Sort`, so sorted ranges order ties as etcd does.
+//! * `gosort`: Go's `sort.Sort`, so sorted ranges order ties as etcd does;
+//! * [`watch`]: the event hub and history reads watchers are served from.
 
 pub mod check;
 pub mod compact;
@@ -37,6 +38,7 @@ pub mod revision;
 pub mod store;
 pub mod txn;
 pub mod view;
+pub mod watch;
 pub mod write;
 
 #[cfg(test)]

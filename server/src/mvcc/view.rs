@@ -82,6 +82,20 @@ impl StoreRead {
 }
 
 impl StoreRead {
+    /// The `key` bucket entries in `[start, end)`, copied (history reads for watchers).
+    pub(super) fn key_bucket_range(
+        &self,
+        start: &[u8],
+        end: &[u8],
+    ) -> Result<Vec<OwnedEntry>, MvccError> {
+        Ok(self
+            .tx
+            .range(schema::KEY, start, Some(end), 0)?
+            .into_iter()
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .collect())
+    }
+
     /// Calls `visit` on every `key` bucket entry of the view's snapshot, in key order.
     pub(super) fn for_each_key_entry(
         &self,
@@ -94,6 +108,9 @@ impl StoreRead {
             .map_err(|VisitError(e)| e)
     }
 }
+
+/// A bucket entry copied out of a read transaction: (key, value).
+pub(super) type OwnedEntry = (Vec<u8>, Vec<u8>);
 
 /// Carries an [`MvccError`] out of the backend's `for_each`.
 struct VisitError(MvccError);
