@@ -356,6 +356,20 @@ impl From<EtcdError> for Status {
     }
 }
 
+/// The status a client receives for a server error ([`to_status`]), so handlers can use `?`.
+impl From<crate::etcdserver::ServerError> for Status {
+    fn from(error: crate::etcdserver::ServerError) -> Status {
+        to_status(&error)
+    }
+}
+
+/// The status a client receives for a store error ([`to_status`]).
+impl From<crate::mvcc::MvccError> for Status {
+    fn from(error: crate::mvcc::MvccError) -> Status {
+        to_status(&error)
+    }
+}
+
 /// One entry of etcd's `toGRPCErrorMap`: an internal error and what clients see of it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct InternalError {

@@ -4,19 +4,18 @@
 //!
 //! * Range and read-only Txn: linearizable by default (a read index barrier first), or
 //!   serializable (served from the store at once).
-//! * Put and Txn with writes: the quota check first (over quota raises the NOSPACE alarm and
-//!   fails with "etcdserver: mvcc: database space exceeded", as etcd does).
+//! * Put and Txn with writes: the quota check first ([`EtcdServer::check_quota`]).
 //! * Compact with `physical`: answered once the `key` bucket is compacted.
 
 use tonic::{Request, Response, Status};
 
-use super::errors::{received_message_too_large, to_status, EtcdError, GRPC_OVERHEAD_BYTES};
-use crate::etcdserver::{Applied, EtcdServer, ServerError};
+use super::errors::{received_message_too_large, GRPC_OVERHEAD_BYTES};
+use crate::etcdserver::{Applied, EtcdServer};
 use crate::mvcc::{check, kv, txn};
 use crate::pb::etcdserverpb::kv_server::Kv;
 use crate::pb::etcdserverpb::request_op::Request as Op;
 use crate::pb::etcdserverpb::{
-    AlarmType, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
     InternalRaftRequest, PutRequest, PutResponse, RangeRequest, RangeResponse, TxnRequest,
     TxnResponse,
 };
@@ -45,30 +44,8 @@ impl KvService {
         Ok(())
     }
 
-    /// etcd's quota check: over quota, raise NOSPACE (in the background) and refuse.
-    fn check_quota(&self, cost_bytes: u64) -> Result<(), Status> {
-        if self.server.quota_available(cost_bytes) {
-            return Ok(());
-        }
-        let server = self.server.clone();
-        tokio::spawn(async move {
-            if let Err(e) = server.raise_alarm(AlarmType::Nospace).await {
-                tracing::warn!(%e, "cannot raise the NOSPACE alarm");
-            }
-        });
-        Err(EtcdError::NoSpace.into())
-    }
-
     async fn propose(&self, request: InternalRaftRequest) -> Result<Applied, Status> {
-        self.server.propose(request).await.map_err(status)
-    }
-}
-
-/// The client-visible status of a server error.
-pub(super) fn status(e: ServerError) -> Status {
-    match e {
-        ServerError::NoSpace => EtcdError::NoSpace.into(),
-        other => to_status(&other),
+        Ok(self.server.propose(request).await?)
     }
 }
 
@@ -101,12 +78,12 @@ impl Kv for KvService {
         request: Request<RangeRequest>,
     ) -> Result<Response<RangeResponse>, Status> {
         let req = request.into_inner();
-        check::check_range_request(&req).map_err(|e| to_status(&e))?;
+        check::check_range_request(&req)?;
         if !req.serializable {
-            self.server.read_barrier().await.map_err(status)?;
+            self.server.read_barrier().await?;
         }
-        let view = self.server.store().read().map_err(|e| to_status(&e))?;
-        let mut response = kv::range(&view, &req).map_err(|e| to_status(&e))?;
+        let view = self.server.store().read()?;
+        let mut response = kv::range(&view, &req)?;
         self.server.fill_header(&mut response.header);
         Ok(Response::new(response))
     }
@@ -114,8 +91,8 @@ impl Kv for KvService {
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let req = request.into_inner();
         self.check_size(&req)?;
-        check::check_put_request(&req).map_err(|e| to_status(&e))?;
-        self.check_quota(put_cost(&req))?;
+        check::check_put_request(&req)?;
+        self.server.check_quota(put_cost(&req))?;
         let applied = self
             .propose(InternalRaftRequest {
                 put: Some(req),
@@ -135,7 +112,7 @@ impl Kv for KvService {
     ) -> Result<Response<DeleteRangeResponse>, Status> {
         let req = request.into_inner();
         self.check_size(&req)?;
-        check::check_delete_request(&req).map_err(|e| to_status(&e))?;
+        check::check_delete_request(&req)?;
         let applied = self
             .propose(InternalRaftRequest {
                 delete_range: Some(req),
@@ -152,17 +129,17 @@ impl Kv for KvService {
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         let req = request.into_inner();
         self.check_size(&req)?;
-        check::check_txn(&req, self.server.limits().max_txn_ops).map_err(|e| to_status(&e))?;
+        check::check_txn(&req, self.server.limits().max_txn_ops)?;
         if txn::is_txn_read_only(&req) {
             if !txn::is_txn_serializable(&req) {
-                self.server.read_barrier().await.map_err(status)?;
+                self.server.read_barrier().await?;
             }
-            let view = self.server.store().read().map_err(|e| to_status(&e))?;
-            let mut response = txn::read_only_txn(&view, &req).map_err(|e| to_status(&e))?;
+            let view = self.server.store().read()?;
+            let mut response = txn::read_only_txn(&view, &req)?;
             self.server.fill_header(&mut response.header);
             return Ok(Response::new(response));
         }
-        self.check_quota(txn_cost(&req))?;
+        self.server.check_quota(txn_cost(&req))?;
         let applied = self
             .propose(InternalRaftRequest {
                 txn: Some(req),
@@ -194,8 +171,7 @@ impl Kv for KvService {
         if physical {
             tokio::task::spawn_blocking(move || wait.wait())
                 .await
-                .map_err(|e| Status::internal(e.to_string()))?
-                .map_err(|e| to_status(&e))?;
+                .map_err(|e| Status::internal(e.to_string()))??;
         }
         self.server.fill_header(&mut response.header);
         Ok(Response::new(response))

@@ -8,8 +8,6 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::errors::{to_status, EtcdError};
-use super::kv::status;
 use crate::etcdserver::{Applied, EtcdServer};
 use crate::pb::etcdserverpb::lease_server::Lease;
 use crate::pb::etcdserverpb::{
@@ -32,14 +30,14 @@ impl LeaseService {
     }
 
     fn current_header(&self) -> Result<crate::pb::etcdserverpb::ResponseHeader, Status> {
-        let rev = self.server.store().rev().map_err(|e| to_status(&e))?;
+        let rev = self.server.store().rev()?;
         Ok(self.server.header(rev))
     }
 }
 
 /// Answers one keep-alive request (etcd's `LeaseRenew` on the leader).
 fn keep_alive(server: &EtcdServer, id: i64) -> Result<LeaseKeepAliveResponse, Status> {
-    let rev = server.store().rev().map_err(|e| to_status(&e))?;
+    let rev = server.store().rev()?;
     let ttl = server.lessor().renew(id).unwrap_or(0);
     Ok(LeaseKeepAliveResponse {
         header: Some(server.header(rev)),
@@ -55,9 +53,7 @@ impl Lease for LeaseService {
         request: Request<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
         let mut req = request.into_inner();
-        if !self.server.quota_available(LEASE_OVERHEAD_BYTES) {
-            return Err(EtcdError::NoSpace.into());
-        }
+        self.server.check_quota(LEASE_OVERHEAD_BYTES)?;
         while req.id == 0 {
             req.id = (self.server.next_id() & 0x7fff_ffff_ffff_ffff) as i64;
         }
@@ -67,8 +63,7 @@ impl Lease for LeaseService {
                 lease_grant: Some(req),
                 ..InternalRaftRequest::default()
             })
-            .await
-            .map_err(status)?;
+            .await?;
         let Applied::LeaseGrant(mut response) = applied else {
             return Err(Status::internal(
                 "oxcd: unexpected apply result for lease grant",
@@ -88,8 +83,7 @@ impl Lease for LeaseService {
                 lease_revoke: Some(request.into_inner()),
                 ..InternalRaftRequest::default()
             })
-            .await
-            .map_err(status)?;
+            .await?;
         let Applied::LeaseRevoke(mut response) = applied else {
             return Err(Status::internal(
                 "oxcd: unexpected apply result for lease revoke",

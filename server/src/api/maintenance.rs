@@ -12,10 +12,9 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::errors::to_status;
-use super::kv::status;
 use crate::config::ETCD_SERVER_VERSION;
 use crate::etcdserver::{Applied, EtcdServer};
+use crate::mvcc::MvccError;
 use crate::pb::etcdserverpb::maintenance_server::Maintenance;
 use crate::pb::etcdserverpb::{
     AlarmRequest, AlarmResponse, AlarmType, DefragmentRequest, DefragmentResponse,
@@ -98,21 +97,17 @@ impl Maintenance for MaintenanceService {
                 alarm: Some(request.into_inner()),
                 ..InternalRaftRequest::default()
             })
-            .await
-            .map_err(status)?;
+            .await?;
         let Applied::Alarm(mut response) = applied else {
             return Err(Status::internal("oxcd: unexpected apply result for alarm"));
         };
-        response.header = Some(
-            self.server
-                .header(self.server.store().rev().map_err(|e| to_status(&e))?),
-        );
+        response.header = Some(self.server.header(self.server.store().rev()?));
         Ok(Response::new(response))
     }
 
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         let store = self.server.store();
-        let rev = store.rev().map_err(|e| to_status(&e))?;
+        let rev = store.rev()?;
         let errors = self
             .server
             .alarms()
@@ -145,9 +140,9 @@ impl Maintenance for MaintenanceService {
         tokio::task::spawn_blocking(move || server.store().backend().defrag())
             .await
             .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(|e| to_status(&e))?;
+            .map_err(MvccError::from)?;
         tracing::info!("finished defragmenting the storage backend");
-        let rev = self.server.store().rev().map_err(|e| to_status(&e))?;
+        let rev = self.server.store().rev()?;
         Ok(Response::new(DefragmentResponse {
             header: Some(self.server.header(rev)),
         }))
@@ -157,8 +152,7 @@ impl Maintenance for MaintenanceService {
         let server = self.server.clone();
         let (hash, rev) = tokio::task::spawn_blocking(move || server.store().hash())
             .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(|e| to_status(&e))?;
+            .map_err(|e| Status::internal(e.to_string()))??;
         Ok(Response::new(HashResponse {
             header: Some(self.server.header(rev)),
             hash,
@@ -173,8 +167,7 @@ impl Maintenance for MaintenanceService {
         let server = self.server.clone();
         let hash = tokio::task::spawn_blocking(move || server.store().hash_kv(rev))
             .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(|e| to_status(&e))?;
+            .map_err(|e| Status::internal(e.to_string()))??;
         Ok(Response::new(HashKvResponse {
             header: Some(self.server.header(hash.current_rev)),
             hash: hash.hash,
@@ -193,7 +186,7 @@ impl Maintenance for MaintenanceService {
             .store()
             .backend()
             .begin_snapshot()
-            .map_err(|e| to_status(&e))?;
+            .map_err(MvccError::from)?;
         let (tx, rx) = mpsc::channel(4);
         let total = snapshot.size_bytes();
         tracing::info!(size_bytes = total, "sending database snapshot to client");
@@ -227,9 +220,8 @@ impl Maintenance for MaintenanceService {
     ) -> Result<Response<MoveLeaderResponse>, Status> {
         self.server
             .move_leader(request.into_inner().target_id)
-            .await
-            .map_err(status)?;
-        let rev = self.server.store().rev().map_err(|e| to_status(&e))?;
+            .await?;
+        let rev = self.server.store().rev()?;
         Ok(Response::new(MoveLeaderResponse {
             header: Some(self.server.header(rev)),
         }))

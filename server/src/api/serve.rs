@@ -94,33 +94,26 @@ pub async fn serve(
         let signal = async move {
             let _ = stop.wait_for(|stopped| *stopped).await;
         };
-        let builder = Server::builder()
-            .accept_http1(true)
-            .tcp_nodelay(true)
-            .max_concurrent_streams(None);
-        match addr {
+        let task = match addr {
             BindAddr::Tcp(socket) => {
                 let listener = tokio::net::TcpListener::bind(socket).await?;
-                let incoming = TcpListenerStream::new(listener).map(|c| c.map(AuthorityFix::new));
-                let mut builder = builder;
-                tasks.push(tokio::spawn(
-                    builder
-                        .add_routes(routes)
-                        .serve_with_incoming_shutdown(incoming, signal),
-                ));
+                // tonic ignores its own TCP settings for a caller's listener: set them here.
+                let incoming = TcpListenerStream::new(listener).map(|connection| {
+                    connection.and_then(|stream| {
+                        stream.set_nodelay(true)?;
+                        Ok(AuthorityFix::new(stream))
+                    })
+                });
+                spawn_listener(routes, incoming, signal)
             }
             BindAddr::Unix(path) => {
                 let _ = std::fs::remove_file(path);
                 let listener = tokio::net::UnixListener::bind(path)?;
                 let incoming = UnixListenerStream::new(listener).map(|c| c.map(AuthorityFix::new));
-                let mut builder = builder;
-                tasks.push(tokio::spawn(
-                    builder
-                        .add_routes(routes)
-                        .serve_with_incoming_shutdown(incoming, signal),
-                ));
+                spawn_listener(routes, incoming, signal)
             }
-        }
+        };
+        tasks.push(task);
     }
     tracing::info!("ready to serve client requests");
     shutdown.await;
@@ -164,6 +157,28 @@ async fn unknown_service(uri: axum::http::Uri) -> impl axum::response::IntoRespo
             (header::HeaderName::from_static("grpc-message"), message),
         ],
     )
+}
+
+/// Serves `routes` on the connections of one listener until `signal`.
+fn spawn_listener<I, IO>(
+    routes: Routes,
+    incoming: I,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<Result<(), tonic::transport::Error>>
+where
+    I: tokio_stream::Stream<Item = std::io::Result<IO>> + Send + 'static,
+    IO: tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + tonic::transport::server::Connected
+        + Unpin
+        + Send
+        + 'static,
+{
+    let mut builder = Server::builder()
+        .accept_http1(true)
+        .max_concurrent_streams(None);
+    let router = builder.add_routes(routes);
+    tokio::spawn(router.serve_with_incoming_shutdown(incoming, signal))
 }
 
 /// etcd's `/health`: healthy with a leader and no alarm.

@@ -20,7 +20,6 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::errors::to_status;
 use crate::etcdserver::EtcdServer;
 use crate::mvcc::watch::{mod_rev, MAX_REVS_PER_READ};
 use crate::mvcc::{KeyRange, RangeOptions, ReadView};
@@ -230,6 +229,12 @@ impl From<Gone> for SyncError {
     }
 }
 
+impl From<crate::mvcc::MvccError> for SyncError {
+    fn from(e: crate::mvcc::MvccError) -> SyncError {
+        SyncError::Status(e.into())
+    }
+}
+
 /// Sends every watcher the events it is owed up to the hub's last published revision.
 async fn sync_watchers(
     server: &EtcdServer,
@@ -262,9 +267,8 @@ async fn sync_one(
     target: i64,
     tx: &Outbox,
 ) -> Result<bool, SyncError> {
-    let status = |e: crate::mvcc::MvccError| SyncError::Status(to_status(&e));
     while watcher.next_rev <= target {
-        let compact_rev = server.store().compact_rev().map_err(status)?;
+        let compact_rev = server.store().compact_rev()?;
         if watcher.next_rev < compact_rev {
             send(
                 tx,
@@ -280,11 +284,17 @@ async fn sync_one(
             return Ok(false);
         }
         let to = target.min(watcher.next_rev + MAX_REVS_PER_READ - 1);
-        let view = server.store().read().map_err(status)?;
+        // A store view only when the hub no longer holds the events or prev_kv needs it.
+        let mut view = None;
         let events = match server.hub().events(watcher.next_rev, to) {
             Some(events) => events,
-            None => view.history(watcher.next_rev, to).map_err(status)?,
+            None => view
+                .insert(server.store().read()?)
+                .history(watcher.next_rev, to)?,
         };
+        if watcher.prev_kv && view.is_none() {
+            view = Some(server.store().read()?);
+        }
         let range = KeyRange::from_request(&watcher.key, &watcher.range_end);
         let mut out = Vec::new();
         for mut event in events {
@@ -298,8 +308,8 @@ async fn sync_one(
             if (is_put && watcher.no_put) || (!is_put && watcher.no_delete) {
                 continue;
             }
-            if watcher.prev_kv {
-                event.prev_kv = previous(&view, &event);
+            if let Some(view) = view.as_ref().filter(|_| watcher.prev_kv) {
+                event.prev_kv = previous(view, &event);
             }
             out.push(event);
         }

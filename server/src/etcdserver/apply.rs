@@ -359,12 +359,9 @@ impl ReadyHandler for Applier {
     }
 
     fn apply(&mut self, entries: &[pb::Entry]) -> Result<(), ApplyError> {
+        // The raft loop publishes the applied index after the step.
         self.apply_batch(entries)
-            .map_err(|e| Box::new(e) as ApplyError)?;
-        if let Some(last) = entries.last() {
-            self.shared.status.set_applied(last.index);
-        }
-        Ok(())
+            .map_err(|e| Box::new(e) as ApplyError)
     }
 
     fn restore(&mut self, snapshot: &pb::Snapshot) -> Result<(), ApplyError> {

@@ -163,10 +163,12 @@ impl RaftLoop {
         // One member has no peers; issue 5 sends these.
         self.applier.outbox.clear();
         let hard_state = self.node.hard_state();
-        self.shared()
-            .status
-            .set(hard_state.term, self.node.leader_id(), hard_state.commit);
-        self.shared().status.set_applied(self.node.applied_index());
+        self.shared().status.set(
+            hard_state.term,
+            self.node.leader_id(),
+            hard_state.commit,
+            self.node.applied_index(),
+        );
         self.release_reads();
         self.maybe_snapshot()
     }

@@ -183,13 +183,10 @@ pub(super) struct RaftStatus {
 }
 
 impl RaftStatus {
-    pub(super) fn set(&self, term: u64, leader: u64, commit: u64) {
+    pub(super) fn set(&self, term: u64, leader: u64, commit: u64, applied: u64) {
         self.term.store(term, Ordering::Release);
         self.leader.store(leader, Ordering::Release);
         self.commit.store(commit, Ordering::Release);
-    }
-
-    pub(super) fn set_applied(&self, applied: u64) {
         self.applied.store(applied, Ordering::Release);
     }
 }
@@ -399,12 +396,24 @@ impl EtcdServer {
         .await
     }
 
-    /// Whether a request costing `cost_bytes` fits the quota (etcd's `backendQuota.Available`).
-    pub fn quota_available(&self, cost_bytes: u64) -> bool {
-        match self.shared.limits.quota_bytes {
+    /// etcd's quota check before a put, a writing txn or a lease grant costing `cost_bytes`
+    /// (`v3rpc/quota.go`): over `--quota-backend-bytes`, raise the NOSPACE alarm through raft
+    /// in the background and refuse with [`ServerError::NoSpace`].
+    pub fn check_quota(&self, cost_bytes: u64) -> Result<(), ServerError> {
+        let fits = match self.shared.limits.quota_bytes {
             None => true,
             Some(quota) => self.store().backend().size() + cost_bytes <= quota,
+        };
+        if fits {
+            return Ok(());
         }
+        let server = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = server.raise_alarm(AlarmType::Nospace).await {
+                tracing::warn!(%e, "cannot raise the NOSPACE alarm");
+            }
+        });
+        Err(ServerError::NoSpace)
     }
 
     /// Transfers leadership to `target` (Maintenance MoveLeader).

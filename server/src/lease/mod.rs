@@ -237,6 +237,10 @@ impl Lessor {
             return;
         }
         let mut state = self.lock();
+        if state.leases.is_empty() {
+            // Nothing to attach to, and so nothing attached (the common case for puts).
+            return;
+        }
         for change in changes {
             let key = &change.kv.key;
             if let Some(old) = state.key_lease.remove(key) {

@@ -60,7 +60,6 @@ pub use hash::HashKv;
 pub use index::{prefix_range_end, CompactCursor, KeyRange, RestoredRecord, TreeIndex};
 pub use key_index::{Generation, IndexError, KeyIndex, KeyRevision};
 pub use kv::{LeaseLookup, NoLeases};
-pub use restore::RESTORE_CHUNK_KEYS;
 pub use revision::{BucketKey, Revision, RevisionKeyError};
 pub use store::{Store, StoreConfig};
 pub use view::{RangeOptions, RangeResult, ReadView, StoreRead};

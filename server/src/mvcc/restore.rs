@@ -2,8 +2,8 @@
 //!
 //! Reads from `meta`: `finishedCompactRev` (the compaction revision), `scheduledCompactRev`
 //! (a compaction to resume if above it), `consistent_index` and `term`. Then walks the `key`
-//! bucket once in revision order over borrowed bytes (etcd copies it in chunks of
-//! [`RESTORE_CHUNK_KEYS`]; a borrowed walk holds no values at all), decoding only the fields the
+//! bucket once in revision order over borrowed bytes (etcd copies it in chunks of 10,000
+//! entries; a borrowed walk holds no values at all), decoding only the fields the
 //! index needs, feeding the tree index and tracking which live keys carry a lease. The current revision is the last revision seen (1 for an empty bucket), raised to
 //! the compaction revision when compaction removed every newer entry, as etcd does.
 //!
@@ -18,9 +18,6 @@ use super::index::{IndexBuilder, RestoredRecord, TreeIndex};
 use super::revision::{BucketKey, Revision};
 use super::store::RevState;
 use crate::schema;
-
-/// etcd's `restoreChunkKeys`: `key` bucket entries read per chunk.
-pub const RESTORE_CHUNK_KEYS: usize = 10_000;
 
 /// What [`restore`] rebuilt.
 pub(super) struct Restored {

@@ -413,10 +413,11 @@ fn observe(store: &Store) -> impl PartialEq + std::fmt::Debug {
 #[test]
 fn reopen_restores_the_same_store() {
     // Proves the index, revisions, reads and hashes rebuilt from disk equal those before,
-    // including after compaction, leases, deletes and more keys than one restore chunk.
+    // including after compaction, leases, deletes and more keys than etcd's restore chunk
+    // (10,000).
     let mut store = TestStore::new();
     let mut w = store.write(0, 0).unwrap();
-    for i in 0..super::RESTORE_CHUNK_KEYS + 5 {
+    for i in 0..10_005 {
         w.put(format!("bulk{i:05}").as_bytes(), b"x", 0).unwrap();
     }
     w.end().unwrap();
