@@ -75,13 +75,13 @@ fn logs_milestones_serves_http_endpoints_and_restarts_after_sigterm() {
             .connect()
             .await
             .unwrap();
-        oxcd_server::pb::v3lockpb::lock_client::LockClient::new(channel)
-            .lock(oxcd_server::pb::v3lockpb::LockRequest::default())
+        oxcd_server::pb::etcdserverpb::auth_client::AuthClient::new(channel)
+            .auth_status(oxcd_server::pb::etcdserverpb::AuthStatusRequest::default())
             .await
             .unwrap_err()
     });
     assert_eq!(status.code(), tonic::Code::Unimplemented);
-    assert_eq!(status.message(), "unknown service v3lockpb.Lock");
+    assert_eq!(status.message(), "unknown service etcdserverpb.Auth");
 
     member.ctl(&["put", "kept", "yes"]).unwrap();
     // An idle HTTP/2 client that never closes its connection must not hold up the stop.

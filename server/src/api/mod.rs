@@ -1,9 +1,11 @@
 //! The etcd v3 gRPC API: what clients see of the server.
 //!
-//! One file per gRPC service (KV, Watch, Lease, Cluster, Maintenance today; Auth, Lock and
-//! Election later), each translating requests into calls on the member
+//! One file per gRPC service (KV, Watch, Lease, Cluster, Maintenance, Lock, Election; Auth
+//! later), each translating requests into calls on the member
 //! ([`crate::etcdserver::EtcdServer`]) and the store, and their results back into etcd's
-//! responses. `serve` binds the client listeners, with HTTP `/health` and `/version`.
+//! responses. Lock and Election run etcd's concurrency recipes on an in-process client over
+//! the KV and Lease services (`recipes`). `serve` binds the client listeners, with HTTP
+//! `/health` and `/version`.
 //!
 //! [`errors`] is the one place where a failure becomes a client-visible status: every error a
 //! client can see is a variant of [`EtcdError`] carrying etcd's exact gRPC code and message,
@@ -15,10 +17,13 @@
 
 pub mod authority;
 pub mod cluster;
+pub mod election;
 pub mod errors;
 pub mod kv;
 pub mod lease;
+pub mod lock;
 pub mod maintenance;
+pub mod recipes;
 pub mod serve;
 pub mod watch;
 

@@ -2,7 +2,7 @@
 //! HTTP endpoints `/health` and `/version` share one port, as in etcd (HTTP/2 for gRPC,
 //! HTTP/1.1 for the endpoints).
 //!
-//! Services not built yet (Auth, Lock, Election) are not routed: a call to them
+//! Services not built yet (Auth) are not routed: a call to them
 //! gets gRPC's UNIMPLEMENTED, and the README's compatibility table says so.
 //!
 //! Every connection reads through [`AuthorityFix`], which lets etcdctl 3.4's
@@ -25,9 +25,11 @@ use tonic::transport::Server;
 
 use super::authority::AuthorityFix;
 use super::cluster::ClusterService;
+use super::election::ElectionService;
 use super::errors::GRPC_OVERHEAD_BYTES;
 use super::kv::KvService;
 use super::lease::LeaseService;
+use super::lock::LockService;
 use super::maintenance::{server_version, MaintenanceService};
 use super::watch::WatchService;
 use crate::config::BindAddr;
@@ -37,6 +39,8 @@ use crate::pb::etcdserverpb::kv_server::KvServer;
 use crate::pb::etcdserverpb::lease_server::LeaseServer;
 use crate::pb::etcdserverpb::maintenance_server::MaintenanceServer;
 use crate::pb::etcdserverpb::watch_server::WatchServer;
+use crate::pb::v3electionpb::election_server::ElectionServer;
+use crate::pb::v3lockpb::lock_server::LockServer;
 
 /// tonic's receive limit is this many times etcd's, so oversized messages reach the service.
 const TONIC_LIMIT_FACTOR: usize = 4;
@@ -75,6 +79,13 @@ pub fn routes(server: &EtcdServer) -> Routes {
         )
         .add_service(
             ClusterServer::new(ClusterService::new(server.clone()))
+                .max_decoding_message_size(recv_limit),
+        )
+        .add_service(
+            LockServer::new(LockService::new(server.clone())).max_decoding_message_size(recv_limit),
+        )
+        .add_service(
+            ElectionServer::new(ElectionService::new(server.clone()))
                 .max_decoding_message_size(recv_limit),
         )
 }

@@ -8,21 +8,29 @@
 //! below the compaction revision answers `compact_revision` and cancels the watch; events come
 //! in revision order, at most 1,000 revisions per response; NOPUT / NODELETE filters and
 //! `prev_kv` (the key as of the revision before the event); a progress request answers a
-//! header with watch ID -1; `progress_notify` watchers get an empty response after
-//! [`PROGRESS_NOTIFY_INTERVAL`] without events.
-//! Not yet: `fragment` (responses are never split).
+//! header with watch ID -1.
+//!
+//! Progress (etcd's `sendLoop` rule): every `--experimental-watch-progress-notify-interval`,
+//! each `progress_notify` watcher that is caught up and got no events since the previous tick
+//! receives an empty response carrying the current revision.
+//!
+//! Fragments: a watcher created with `fragment` has an events response larger than
+//! `--max-request-bytes` plus gRPC's 512 KiB slack split into several, each as large as the
+//! limit allows (at least one event), all but the last flagged `fragment` (etcd's
+//! `sendFragments`). Without `fragment` a response is sent whole, as in etcd.
 
+use prost::Message as _;
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::errors::GRPC_OVERHEAD_BYTES;
 use crate::etcdserver::EtcdServer;
 use crate::mvcc::watch::{mod_rev, MAX_REVS_PER_READ};
-use crate::mvcc::{KeyRange, RangeOptions, ReadView};
+use crate::mvcc::{KeyRange, MvccError, RangeOptions, ReadView, StoreRead};
 use crate::pb::etcdserverpb::watch_create_request::FilterType;
 use crate::pb::etcdserverpb::watch_request::RequestUnion;
 use crate::pb::etcdserverpb::watch_server::Watch;
@@ -30,8 +38,8 @@ use crate::pb::etcdserverpb::{WatchCreateRequest, WatchRequest, WatchResponse};
 use crate::pb::mvccpb::event::EventType;
 use crate::pb::mvccpb::Event;
 
-/// etcd's default `--experimental-watch-progress-notify-interval`.
-pub const PROGRESS_NOTIFY_INTERVAL: Duration = Duration::from_secs(600);
+/// The field number of `WatchResponse.events`.
+const EVENTS_FIELD: u32 = 11;
 /// Responses a stream may have in flight to its client.
 const STREAM_BUFFER: usize = 16;
 
@@ -55,7 +63,9 @@ struct Watcher {
     no_delete: bool,
     prev_kv: bool,
     progress_notify: bool,
-    last_sent: Instant,
+    /// No events were sent since the last progress tick.
+    quiet: bool,
+    fragment: bool,
 }
 
 type Outbox = mpsc::Sender<Result<WatchResponse, Status>>;
@@ -95,7 +105,8 @@ async fn serve_stream(
     let mut watchers: BTreeMap<i64, Watcher> = BTreeMap::new();
     let mut next_id = 0i64;
     let mut revs = server.hub().subscribe();
-    let mut progress = tokio::time::interval(Duration::from_secs(1));
+    let every = server.limits().watch_progress_interval;
+    let mut progress = tokio::time::interval_at(Instant::now() + every, every);
     loop {
         tokio::select! {
             message = inbound.message() => {
@@ -212,7 +223,8 @@ fn new_watcher(create: WatchCreateRequest, current: i64) -> Watcher {
         no_delete: filter(FilterType::Nodelete),
         prev_kv: create.prev_kv,
         progress_notify: create.progress_notify,
-        last_sent: Instant::now(),
+        quiet: true,
+        fragment: create.fragment,
         key: create.key,
         range_end: create.range_end,
     }
@@ -229,8 +241,8 @@ impl From<Gone> for SyncError {
     }
 }
 
-impl From<crate::mvcc::MvccError> for SyncError {
-    fn from(e: crate::mvcc::MvccError) -> SyncError {
+impl From<MvccError> for SyncError {
+    fn from(e: MvccError) -> SyncError {
         SyncError::Status(e.into())
     }
 }
@@ -284,14 +296,8 @@ async fn sync_one(
             return Ok(false);
         }
         let to = target.min(watcher.next_rev + MAX_REVS_PER_READ - 1);
-        // A store view only when the hub no longer holds the events or prev_kv needs it.
         let mut view = None;
-        let events = match server.hub().events(watcher.next_rev, to) {
-            Some(events) => events,
-            None => view
-                .insert(server.store().read()?)
-                .history(watcher.next_rev, to)?,
-        };
+        let events = read_events(server, watcher.next_rev, to, &mut view)?;
         if watcher.prev_kv && view.is_none() {
             view = Some(server.store().read()?);
         }
@@ -315,24 +321,45 @@ async fn sync_one(
         }
         watcher.next_rev = to + 1;
         if !out.is_empty() {
-            watcher.last_sent = Instant::now();
-            send(
-                tx,
-                WatchResponse {
-                    header: Some(server.header(target)),
-                    watch_id: id,
-                    events: out,
-                    ..WatchResponse::default()
-                },
-            )
-            .await?;
+            watcher.quiet = false;
+            let response = WatchResponse {
+                header: Some(server.header(target)),
+                watch_id: id,
+                events: out,
+                ..WatchResponse::default()
+            };
+            if watcher.fragment {
+                let limit = server.limits().max_request_bytes + GRPC_OVERHEAD_BYTES;
+                send_fragments(tx, response, limit as usize).await?;
+            } else {
+                send(tx, response).await?;
+            }
         }
     }
     Ok(true)
 }
 
+/// The events of revisions `from..=to`: from the hub while it holds them, otherwise from the
+/// `key` bucket through `view` (opened here; a store view is taken only when needed). The
+/// caller checks `from` against the compact revision first.
+pub(super) fn read_events(
+    server: &EtcdServer,
+    from: i64,
+    to: i64,
+    view: &mut Option<StoreRead>,
+) -> Result<Vec<Event>, MvccError> {
+    if let Some(events) = server.hub().events(from, to) {
+        return Ok(events);
+    }
+    let view = match view {
+        Some(view) => view,
+        None => view.insert(server.store().read()?),
+    };
+    view.history(from, to)
+}
+
 /// The key as it was just before `event` (none if it did not exist or is compacted away).
-fn previous(view: &crate::mvcc::StoreRead, event: &Event) -> Option<crate::pb::mvccpb::KeyValue> {
+fn previous(view: &StoreRead, event: &Event) -> Option<crate::pb::mvccpb::KeyValue> {
     let kv = event.kv.as_ref()?;
     let opts = RangeOptions {
         rev: mod_rev(event) - 1,
@@ -344,7 +371,8 @@ fn previous(view: &crate::mvcc::StoreRead, event: &Event) -> Option<crate::pb::m
     view.range(&kv.key, &[], &opts).ok()?.kvs.into_iter().next()
 }
 
-/// Sends an empty response to each `progress_notify` watcher idle for the interval.
+/// A progress tick: an empty response to each caught-up `progress_notify` watcher that got no
+/// events since the previous tick; then every watcher starts a new quiet period.
 async fn notify_progress(
     server: &EtcdServer,
     watchers: &mut BTreeMap<i64, Watcher>,
@@ -352,9 +380,8 @@ async fn notify_progress(
 ) -> Result<(), Gone> {
     let target = server.hub().last_rev();
     for (id, watcher) in watchers.iter_mut() {
-        let due = watcher.last_sent.elapsed() >= PROGRESS_NOTIFY_INTERVAL;
+        let due = std::mem::replace(&mut watcher.quiet, true);
         if watcher.progress_notify && due && watcher.next_rev > target {
-            watcher.last_sent = Instant::now();
             send(
                 tx,
                 WatchResponse {
@@ -367,4 +394,40 @@ async fn notify_progress(
         }
     }
     Ok(())
+}
+
+/// Sends `response` split so each part stays under `limit_bytes` where possible (a part holds
+/// at least one event); every part but the last has `fragment` set (etcd's `sendFragments`).
+async fn send_fragments(
+    tx: &Outbox,
+    response: WatchResponse,
+    limit_bytes: usize,
+) -> Result<(), Gone> {
+    if response.events.len() < 2 || response.encoded_len() < limit_bytes {
+        return send(tx, response).await;
+    }
+    let mut events = response.events.into_iter().peekable();
+    let empty = WatchResponse {
+        events: Vec::new(),
+        fragment: true,
+        ..response
+    };
+    loop {
+        let mut part = empty.clone();
+        let mut size = part.encoded_len();
+        while let Some(event) = events.peek() {
+            let added = prost::encoding::message::encoded_len(EVENTS_FIELD, event);
+            if !part.events.is_empty() && size + added >= limit_bytes {
+                break;
+            }
+            size += added;
+            part.events.extend(events.next());
+        }
+        let last = events.peek().is_none();
+        part.fragment = !last;
+        send(tx, part).await?;
+        if last {
+            return Ok(());
+        }
+    }
 }

@@ -109,12 +109,14 @@ fn typed_text(name: &str, kind: Kind, value: &Value) -> Result<String, ConfigErr
     let go_type = match kind {
         Kind::Unsigned(go_type) => go_type,
         Kind::Signed => "int64",
+        Kind::Duration => "time.Duration",
         Kind::Text | Kind::Urls | Kind::ClusterState => "string",
     };
     let number_fits = match (kind, value) {
         (Kind::Unsigned(_), Value::Number(n)) => n.as_u64().map(|v| v.to_string()),
         (Kind::Signed, Value::Number(n)) => n.as_i64().map(|v| v.to_string()),
-        (Kind::Unsigned(_) | Kind::Signed, _) => None,
+        (Kind::Duration, Value::Number(n)) => n.as_i64().map(|nanos| format!("{nanos}ns")),
+        (Kind::Unsigned(_) | Kind::Signed | Kind::Duration, _) => None,
         (_, scalar) => scalar_text(scalar),
     };
     number_fits.ok_or_else(|| {

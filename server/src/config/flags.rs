@@ -32,6 +32,9 @@ pub(crate) enum Kind {
     Urls,
     /// `new` or `existing`.
     ClusterState,
+    /// A Go duration (`10m`, `1.5s`); in a config file, integer nanoseconds, as Go's YAML
+    /// loader reads a `time.Duration`.
+    Duration,
 }
 
 /// One etcd flag: its name (also its YAML key and, upper-cased, its `ETCD_*` variable), its
@@ -194,6 +197,13 @@ pub(crate) const FLAGS: &[FlagSpec] = &[
         CLUSTERING,
     ),
     flag(
+        "experimental-watch-progress-notify-interval",
+        Kind::Duration,
+        "10m0s",
+        "Duration of periodic watch progress notifications.",
+        MEMBER,
+    ),
+    flag(
         "log-level",
         Kind::Text,
         "info",
@@ -308,6 +318,7 @@ fn value_name(kind: Kind) -> &'static str {
     match kind {
         Kind::Text => "VALUE",
         Kind::Unsigned(_) | Kind::Signed => "N",
+        Kind::Duration => "DURATION",
         Kind::Urls => "URLS",
         Kind::ClusterState => "new|existing",
     }

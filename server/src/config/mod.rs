@@ -45,6 +45,8 @@ pub const ETCD_API_VERSION: &str = "3.5";
 /// The etcd server version oxcd reports (Maintenance Status, `/version`, the cluster version
 /// it records): the API it implements, so version-gated clients enable what it serves.
 pub const ETCD_SERVER_VERSION: &str = "3.5.0";
+/// etcd's default `--experimental-watch-progress-notify-interval`.
+pub const DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL: Duration = Duration::from_secs(600);
 /// etcd's default `--snapshot-count` (also what 0 means).
 pub const DEFAULT_SNAPSHOT_COUNT: u64 = 100_000;
 /// etcd's backend quota when `--quota-backend-bytes` is 0: 2 GiB.
@@ -124,6 +126,10 @@ pub struct Config {
     pub max_txn_ops: u64,
     /// `--auto-compaction-mode` with `--auto-compaction-retention` (default disabled).
     pub auto_compaction: AutoCompaction,
+    /// `--experimental-watch-progress-notify-interval` (default 10 minutes, at least 100 ms):
+    /// how long a `progress_notify` watcher may go without a response before it gets an empty
+    /// one.
+    pub watch_progress_notify_interval: Duration,
     /// `--log-level` (default info).
     pub log_level: LogLevel,
     /// The `--config-file` that produced this configuration, if any.

@@ -7,9 +7,10 @@
 //! order of etcd's checks, and therefore which error a bad invocation reports, is kept.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use super::url::{join_urls, parse_url_list, EtcdUrl};
-use super::values::{parse_go_int, parse_go_uint, parse_retention};
+use super::values::{parse_go_duration, parse_go_int, parse_go_uint, parse_retention};
 use super::{ClusterState, Config, ConfigError, LogLevel, DEFAULT_SNAPSHOT_COUNT};
 
 /// etcd's `DefaultName`.
@@ -44,6 +45,8 @@ pub(crate) struct Settings {
     pub initial_cluster_state: String,
     pub auto_compaction_mode: String,
     pub auto_compaction_retention: String,
+    /// Signed nanoseconds, as Go's `time.Duration`.
+    pub watch_progress_notify_interval_ns: i64,
     pub log_level: String,
 }
 
@@ -73,6 +76,7 @@ impl Settings {
             initial_cluster_state: "new".to_string(),
             auto_compaction_mode: "periodic".to_string(),
             auto_compaction_retention: "0".to_string(),
+            watch_progress_notify_interval_ns: 600_000_000_000,
             log_level: "info".to_string(),
         }
     }
@@ -119,6 +123,11 @@ impl Settings {
             },
             "auto-compaction-mode" => self.auto_compaction_mode = value.to_string(),
             "auto-compaction-retention" => self.auto_compaction_retention = value.to_string(),
+            "experimental-watch-progress-notify-interval" => {
+                // Go's flag package reports every bad duration as a parse error.
+                self.watch_progress_notify_interval_ns =
+                    parse_go_duration(value).map_err(|_| "parse error".to_string())?
+            }
             "log-level" => self.log_level = value.to_string(),
             // `config-file` is read before any settings exist; nothing else reaches here.
             _ => return Err(format!("unknown flag {flag:?}")),
@@ -259,6 +268,10 @@ impl Settings {
             max_request_bytes: self.max_request_bytes,
             max_txn_ops: self.max_txn_ops,
             auto_compaction,
+            watch_progress_notify_interval: watch_progress_interval(
+                self.watch_progress_notify_interval_ns,
+                warnings,
+            ),
             log_level: log_level(&self.log_level).unwrap_or(LogLevel::Info),
             config_file,
         })
@@ -304,4 +317,21 @@ fn log_level(text: &str) -> Result<LogLevel, String> {
         "fatal" => LogLevel::Fatal,
         _ => return Err(format!("unknown level {text:?}")),
     })
+}
+
+/// etcd's watch server rule: a progress interval of 0 or less keeps the default (10 minutes);
+/// one under 100 ms is raised to 100 ms, with a warning.
+fn watch_progress_interval(nanos: i64, warnings: &mut Vec<String>) -> Duration {
+    const MIN: Duration = Duration::from_millis(100);
+    if nanos <= 0 {
+        return crate::config::DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL;
+    }
+    let interval = Duration::from_nanos(nanos as u64);
+    if interval < MIN {
+        warnings.push(format!(
+            "adjusting watch progress notify interval to minimum period {MIN:?}"
+        ));
+        return MIN;
+    }
+    interval
 }

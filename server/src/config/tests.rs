@@ -395,3 +395,68 @@ fn help_and_version_actions() {
         Action::PrintHelp(_)
     ));
 }
+
+#[test]
+fn watch_progress_interval_follows_etcds_rules() {
+    // Proves the flag takes Go durations, a config file integer nanoseconds, and that values
+    // under 100 ms are raised with a warning while 0 keeps the 10-minute default, as etcd does.
+    assert_eq!(
+        Config::default().watch_progress_notify_interval,
+        Duration::from_secs(600)
+    );
+    let set = |value: &str| {
+        let flag = format!("--experimental-watch-progress-notify-interval={value}");
+        run(&[&flag], &[]).unwrap()
+    };
+    assert_eq!(
+        set("1.5s").config.watch_progress_notify_interval,
+        Duration::from_millis(1500)
+    );
+    assert_eq!(
+        set("0").config.watch_progress_notify_interval,
+        Duration::from_secs(600)
+    );
+    let raised = set("10ms");
+    assert_eq!(
+        raised.config.watch_progress_notify_interval,
+        Duration::from_millis(100)
+    );
+    assert_eq!(raised.warnings.len(), 1, "{:?}", raised.warnings);
+    let env_set = run(
+        &[],
+        &[("ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", "2m")],
+    )
+    .unwrap();
+    assert_eq!(
+        env_set.config.watch_progress_notify_interval,
+        Duration::from_secs(120)
+    );
+    assert_eq!(
+        error(&["--experimental-watch-progress-notify-interval", "soon"]),
+        ConfigError::Usage(
+            r#"invalid value "soon" for flag -experimental-watch-progress-notify-interval: parse error"#
+                .to_string()
+        )
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_file(
+        dir.path(),
+        "c.yaml",
+        "experimental-watch-progress-notify-interval: 250000000\n",
+    );
+    let from_file = run(&["--config-file", file.to_str().unwrap()], &[]).unwrap();
+    assert_eq!(
+        from_file.config.watch_progress_notify_interval,
+        Duration::from_millis(250)
+    );
+    let file = write_file(
+        dir.path(),
+        "d.yaml",
+        "experimental-watch-progress-notify-interval: 1s\n",
+    );
+    let refused = run(&["--config-file", file.to_str().unwrap()], &[]).unwrap_err();
+    assert!(
+        refused.to_string().contains("of type time.Duration"),
+        "{refused}"
+    );
+}

@@ -204,7 +204,7 @@ pub(super) enum LoopRequest {
     },
 }
 
-/// Limits checked before a request reaches raft.
+/// Limits checked before a request reaches raft, and the intervals services keep.
 #[derive(Clone, Debug)]
 pub struct Limits {
     /// `--max-request-bytes`.
@@ -215,6 +215,8 @@ pub struct Limits {
     pub quota_bytes: Option<u64>,
     /// How long a proposer waits for its entry to apply.
     pub request_timeout: Duration,
+    /// `--experimental-watch-progress-notify-interval`.
+    pub watch_progress_interval: Duration,
 }
 
 /// What the server's handles and the raft loop share.

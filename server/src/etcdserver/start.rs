@@ -95,6 +95,7 @@ pub fn start(cfg: &Config) -> Result<Started, ServerError> {
             max_txn_ops: cfg.max_txn_ops as usize,
             quota_bytes: cfg.backend_quota_bytes(),
             request_timeout: cfg.request_timeout(),
+            watch_progress_interval: cfg.watch_progress_notify_interval,
         },
         lessor,
         hub,
