@@ -4,7 +4,6 @@
 //! for the services' errors, and oxcd's re-check that a waiter's lease is still alive before
 //! it is granted the lock (etcd issue 11456).
 
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +22,6 @@ use oxcd_server::pb::v3electionpb::{
 };
 use oxcd_server::pb::v3lockpb::lock_client::LockClient;
 use oxcd_server::pb::v3lockpb::{LockRequest, UnlockRequest};
-use oxcd_tests::etcd::Flavor;
 use oxcd_tests::Etcd;
 use tonic::transport::Channel;
 
@@ -31,21 +29,20 @@ const LOCKERS: usize = 12;
 const HOLDS_PER_LOCKER: usize = 8;
 const COUNTER: &[u8] = b"counter";
 
+mod grpc;
+use grpc::connect;
+
 fn oxcd() -> Etcd {
-    Etcd::start_with_args(
-        Flavor::Binary(Path::new(env!("CARGO_BIN_EXE_oxcd")).to_path_buf()),
-        &[],
-    )
-    .unwrap()
+    grpc::start_oxcd(&[])
 }
 
-async fn connect(url: &str) -> Channel {
-    Channel::from_shared(url.to_string())
-        .unwrap()
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
-        .await
-        .unwrap()
+async fn lock(channel: &Channel, name: &[u8], lease: i64) -> Result<Vec<u8>, tonic::Status> {
+    let request = LockRequest {
+        name: name.to_vec(),
+        lease,
+    };
+    let response = LockClient::new(channel.clone()).lock(request).await?;
+    Ok(response.into_inner().key)
 }
 
 async fn grant(channel: &Channel, ttl: i64) -> i64 {
@@ -172,21 +169,14 @@ async fn contend(url: &str) -> (u64, usize, usize) {
                 let lease = grant(&channel, 30).await;
                 let mut locks = LockClient::new(channel.clone());
                 for _ in 0..HOLDS_PER_LOCKER {
-                    let held = locks
-                        .lock(LockRequest {
-                            name: b"mutex".to_vec(),
-                            lease,
-                        })
-                        .await
-                        .unwrap()
-                        .into_inner();
+                    let held = lock(&channel, b"mutex", lease).await.unwrap();
                     let now = holders.fetch_add(1, Ordering::SeqCst) + 1;
                     most.fetch_max(now, Ordering::SeqCst);
-                    if !advance_counter(&channel, &held.key).await {
+                    if !advance_counter(&channel, &held).await {
                         failed.fetch_add(1, Ordering::SeqCst);
                     }
                     holders.fetch_sub(1, Ordering::SeqCst);
-                    locks.unlock(UnlockRequest { key: held.key }).await.unwrap();
+                    locks.unlock(UnlockRequest { key: held }).await.unwrap();
                 }
                 revoke(&channel, lease).await;
             })
@@ -426,56 +416,32 @@ async fn script(url: &str) -> Vec<String> {
         .await;
     line(format!("resign with a wrong rev: ok {}", resigned.is_ok()));
 
-    let mut locks = LockClient::new(channel.clone());
-    let held = locks
-        .lock(LockRequest {
-            name: b"l".to_vec(),
-            lease: a,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let held = lock(&channel, b"l", a).await.unwrap();
     line(format!(
         "lock l with a: key {:?}",
-        String::from_utf8_lossy(&held.key)
+        String::from_utf8_lossy(&held)
     ));
-    let again = locks
-        .lock(LockRequest {
-            name: b"l".to_vec(),
-            lease: a,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let again = lock(&channel, b"l", a).await.unwrap();
     line(format!(
         "lock l with a again: key {:?}",
-        String::from_utf8_lossy(&again.key)
+        String::from_utf8_lossy(&again)
     ));
-    let unknown = locks
-        .lock(LockRequest {
-            name: b"l".to_vec(),
-            lease: 12345,
-        })
-        .await;
+    let unknown = lock(&channel, b"l", 12345).await;
     line(format!(
         "lock with an unknown lease: {}",
         status_line(&unknown.unwrap_err())
     ));
     let before = lease_count(&channel).await;
-    let anonymous = locks
-        .lock(LockRequest {
-            name: b"m".to_vec(),
-            lease: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let anonymous = lock(&channel, b"m", 0).await.unwrap();
     line(format!(
         "lock without a lease: new leases {}, key under m/: {}",
         lease_count(&channel).await - before,
-        anonymous.key.starts_with(b"m/")
+        anonymous.starts_with(b"m/")
     ));
-    locks.unlock(UnlockRequest { key: held.key }).await.unwrap();
+    LockClient::new(channel.clone())
+        .unlock(UnlockRequest { key: held })
+        .await
+        .unwrap();
     line(format!(
         "after unlock: {:?}",
         keys_under(&channel, b"l/").await
@@ -509,32 +475,14 @@ fn waiter_whose_lease_ends_is_not_granted_the_lock() {
             grant(&channel, 60).await,
             grant(&channel, 60).await,
         );
-        let mut locks = LockClient::new(channel.clone());
-        let held = locks
-            .lock(LockRequest {
-                name: b"x".to_vec(),
-                lease: holder,
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        let mut waiting = LockClient::new(channel.clone());
-        let waits = tokio::spawn(async move {
-            waiting
-                .lock(LockRequest {
-                    name: b"x".to_vec(),
-                    lease: waiter,
-                })
-                .await
+        let held = lock(&channel, b"x", holder).await.unwrap();
+        let waits = tokio::spawn({
+            let channel = channel.clone();
+            async move { lock(&channel, b"x", waiter).await }
         });
-        let mut quitting = LockClient::new(channel.clone());
-        let quits = tokio::spawn(async move {
-            quitting
-                .lock(LockRequest {
-                    name: b"x".to_vec(),
-                    lease: quitter,
-                })
-                .await
+        let quits = tokio::spawn({
+            let channel = channel.clone();
+            async move { lock(&channel, b"x", quitter).await }
         });
         let queued = |n: usize| {
             let channel = channel.clone();
@@ -557,17 +505,13 @@ fn waiter_whose_lease_ends_is_not_granted_the_lock() {
         );
         quits.abort();
         queued(1).await;
-        assert_eq!(keys_under(&channel, b"x/").await, vec![held.key.clone()]);
-        locks.unlock(UnlockRequest { key: held.key }).await.unwrap();
-        let next = locks
-            .lock(LockRequest {
-                name: b"x".to_vec(),
-                lease: quitter,
-            })
+        assert_eq!(keys_under(&channel, b"x/").await, vec![held.clone()]);
+        LockClient::new(channel.clone())
+            .unlock(UnlockRequest { key: held })
             .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(next.key, format!("x/{quitter:x}").into_bytes());
+            .unwrap();
+        let next = lock(&channel, b"x", quitter).await.unwrap();
+        assert_eq!(next, format!("x/{quitter:x}").into_bytes());
     });
     member.stop().unwrap();
 }

@@ -22,6 +22,9 @@ use oxcd_tests::Etcd;
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
 
+mod grpc;
+use grpc::connect;
+
 const WRITERS: usize = 4;
 const OPS_PER_WRITER: usize = 300;
 const PREFIX: &str = "w/";
@@ -34,15 +37,6 @@ type History = Arc<Mutex<BTreeMap<i64, (String, Option<String>)>>>;
 
 /// What a watcher saw: (revision, key, value or None).
 type Seen = Vec<(i64, String, Option<String>)>;
-
-async fn connect(url: &str) -> Channel {
-    Channel::from_shared(url.to_string())
-        .unwrap()
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
-        .await
-        .unwrap()
-}
 
 /// Puts `key` (the end marker of a phase) and records it.
 async fn mark(channel: Channel, key: &str, history: &History) {

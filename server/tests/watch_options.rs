@@ -2,7 +2,6 @@
 //! `fragment` splits a large catch-up response as etcd does, and progress notifications
 //! arrive at the interval `--experimental-watch-progress-notify-interval` sets.
 
-use std::path::Path;
 use std::time::Duration;
 
 use oxcd_server::pb::etcdserverpb::kv_client::KvClient;
@@ -22,21 +21,14 @@ const BIG_VALUES: usize = 40;
 const BIG_VALUE_BYTES: usize = 100_000;
 const FRAGMENT_LIMIT_BYTES: usize = 1_572_864 + 512 * 1024;
 
+mod grpc;
+use grpc::connect;
+
 fn both(args: &[&str]) -> [Etcd; 2] {
-    let oxcd = Flavor::Binary(Path::new(env!("CARGO_BIN_EXE_oxcd")).to_path_buf());
     [
         Etcd::start_with_args(Flavor::Etcd, args).unwrap(),
-        Etcd::start_with_args(oxcd, args).unwrap(),
+        grpc::start_oxcd(args),
     ]
-}
-
-async fn connect(url: &str) -> Channel {
-    Channel::from_shared(url.to_string())
-        .unwrap()
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
-        .await
-        .unwrap()
 }
 
 /// Opens a stream with one watch; returns the stream after its `created` response.

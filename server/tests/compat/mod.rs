@@ -149,6 +149,13 @@ impl Side {
             .unwrap_or_else(|| panic!("no header revision in {value}"))
     }
 
+    /// Normalises what an etcdctl this test ran itself (in the background) printed, as
+    /// [`Side::run`] normalises its output.
+    #[allow(dead_code)] // concurrency_compat.rs runs long-lived etcdctl processes of its own
+    pub fn normalise_text(&self, text: &str) -> String {
+        self.normalise(text, &[])
+    }
+
     /// Normalises each line: JSON lines structurally, others by text replacement.
     fn normalise(&self, text: &str, blank: &[&str]) -> String {
         let mut out = String::with_capacity(text.len());
