@@ -11,6 +11,14 @@
 #               and VmRSS of the server right after them                        (goal <= 0.3x)
 #   reads       100,000 reads of one key, 1,000 clients on 100 connections,
 #               linearizable and serializable: requests/sec                     (goal >= 3x each)
+#   watch       1,000 watchers of one key on 100 streams over 100 connections, then 10,000 puts
+#               of that key (10M events): watch events received per second      (goal >= 2x)
+#               once with 10 put clients and once with 1,000 ("flood", where the
+#               watchers fall behind the puts and catch up from history)         (goal >= 2x)
+#               Every watcher must get exactly the puts of its key, in revision
+#               order, or the sample fails; also put-sent-to-event-received p99
+#   lease-keepalive  100,000 keep-alives, 1,000 clients on 100 connections, each renewing its
+#               own lease on a new stream per keep-alive: requests/sec          (goal >= 2x)
 #   restart     load 1,000,000 keys, SIGTERM, start again on the same data dir:
 #               time from spawn until a linearizable read succeeds              (goal <= 0.3x)
 # "Ready" is what `etcdctl endpoint health` checks (a linearizable read of key "health"),
@@ -20,7 +28,8 @@
 #   --rounds N        repeat every workload N times (default 1); the table shows medians and the
 #                     min-max spread of each side
 #   --out FILE        the JSON-lines summary (default target/compare-etcd/summary-<time>.jsonl)
-#   --workloads LIST  comma-separated subset of latency,throughput,reads,restart
+#   --workloads LIST  comma-separated subset of latency,throughput,reads,watch,lease-keepalive,
+#                     restart (default: all; they run in that order)
 # Environment (all optional):
 #   OXCD_CMP_QUICK=1              small sizes for a smoke run (seconds, not minutes)
 #   OXCD_CMP_ROUNDS, OXCD_CMP_OUT   as --rounds, --out
@@ -28,8 +37,14 @@
 #   OXCD_CMP_PUTS                 puts in the throughput workload         (100000; quick 2000)
 #   OXCD_CMP_READS                reads per consistency                   (100000; quick 2000)
 #   OXCD_CMP_RESTART_KEYS         keys loaded before the restart          (1000000; quick 5000)
-#   OXCD_CMP_CLIENTS, OXCD_CMP_CONNS   concurrency of the throughput, reads and restart loads
-#                                 (1000 and 100; quick 100 and 10)
+#   OXCD_CMP_CLIENTS, OXCD_CMP_CONNS   concurrency of the throughput, reads, lease-keepalive and
+#                                 restart loads (1000 and 100; quick 100 and 10); the watch
+#                                 workload uses OXCD_CMP_CONNS connections too
+#   OXCD_CMP_WATCHERS, OXCD_CMP_WATCH_STREAMS   (1000 and 100; quick 100 and 10)
+#   OXCD_CMP_WATCH_PUTS           puts to the watched key                 (10000; quick 1000)
+#   OXCD_CMP_WATCH_PUT_CLIENTS    put clients of the first watch run      (10)
+#   OXCD_CMP_WATCH_FLOOD_CLIENTS  put clients of the flood watch run      (1000; quick 100)
+#   OXCD_CMP_KEEPALIVES           keep-alives in lease-keepalive          (100000; quick 2000)
 #   OXCD_CMP_KEY_SIZE, OXCD_CMP_VAL_SIZE   (8 and 256 bytes)
 #   OXCD_CMP_ETCD_BIN, OXCD_CMP_OXCD_BIN   the two servers (/usr/bin/etcd, target/release/oxcd);
 #                                 any binary that takes etcd's flags can stand on either side
@@ -65,7 +80,8 @@ usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0
 
 ROUNDS=${OXCD_CMP_ROUNDS:-1}
 OUT=${OXCD_CMP_OUT:-}
-WORKLOADS=latency,throughput,reads,restart
+ALL_WORKLOADS="latency throughput reads watch lease-keepalive restart"
+WORKLOADS=${ALL_WORKLOADS// /,}
 while [ $# -gt 0 ]; do
     case $1 in
     --rounds) ROUNDS=${2:?--rounds needs a number}; shift 2 ;;
@@ -81,9 +97,11 @@ done
 
 if [ "${OXCD_CMP_QUICK:-0}" = 1 ]; then
     quick=1 d_latency=200 d_puts=2000 d_reads=2000 d_restart=5000 d_clients=100 d_conns=10
+    d_watchers=100 d_watch_streams=10 d_watch_puts=1000 d_watch_flood=100 d_keepalives=2000
 else
     quick=0 d_latency=2000 d_puts=100000 d_reads=100000 d_restart=1000000 d_clients=1000
-    d_conns=100
+    d_conns=100 d_watchers=1000 d_watch_streams=100 d_watch_puts=10000 d_watch_flood=1000
+    d_keepalives=100000
 fi
 LATENCY_PUTS=${OXCD_CMP_LATENCY_PUTS:-$d_latency}
 PUTS=${OXCD_CMP_PUTS:-$d_puts}
@@ -91,12 +109,19 @@ READS=${OXCD_CMP_READS:-$d_reads}
 RESTART_KEYS=${OXCD_CMP_RESTART_KEYS:-$d_restart}
 CLIENTS=${OXCD_CMP_CLIENTS:-$d_clients}
 CONNS=${OXCD_CMP_CONNS:-$d_conns}
+WATCHERS=${OXCD_CMP_WATCHERS:-$d_watchers}
+WATCH_STREAMS=${OXCD_CMP_WATCH_STREAMS:-$d_watch_streams}
+WATCH_PUTS=${OXCD_CMP_WATCH_PUTS:-$d_watch_puts}
+WATCH_PUT_CLIENTS=${OXCD_CMP_WATCH_PUT_CLIENTS:-10}
+WATCH_FLOOD_CLIENTS=${OXCD_CMP_WATCH_FLOOD_CLIENTS:-$d_watch_flood}
+KEEPALIVES=${OXCD_CMP_KEEPALIVES:-$d_keepalives}
 KEY_SIZE=${OXCD_CMP_KEY_SIZE:-8}
 VAL_SIZE=${OXCD_CMP_VAL_SIZE:-256}
 READY_TIMEOUT_SECS=${OXCD_CMP_READY_TIMEOUT_SECS:-120}
 read -r -a SERVER_FLAGS <<<"${OXCD_CMP_SERVER_FLAGS:-}"
 
-for name in ROUNDS LATENCY_PUTS PUTS READS RESTART_KEYS CLIENTS CONNS KEY_SIZE VAL_SIZE \
+for name in ROUNDS LATENCY_PUTS PUTS READS RESTART_KEYS CLIENTS CONNS WATCHERS WATCH_STREAMS \
+    WATCH_PUTS WATCH_PUT_CLIENTS WATCH_FLOOD_CLIENTS KEEPALIVES KEY_SIZE VAL_SIZE \
     READY_TIMEOUT_SECS; do
     case ${!name} in
     '' | *[!0-9]* | 0) die "$name must be a positive integer, not '${!name}'" ;;
@@ -104,7 +129,7 @@ for name in ROUNDS LATENCY_PUTS PUTS READS RESTART_KEYS CLIENTS CONNS KEY_SIZE V
 done
 IFS=, read -r -a SELECTED <<<"$WORKLOADS"
 for w in "${SELECTED[@]}"; do
-    case $w in latency | throughput | reads | restart) ;; *) die "unknown workload: $w" ;; esac
+    case " $ALL_WORKLOADS " in *" $w "*) ;; *) die "unknown workload: $w" ;; esac
 done
 selected() {
     local w
@@ -431,12 +456,43 @@ wl_restart() {
     server_discard
 }
 
+wl_watch() {
+    local f
+    server_start "$1" || return 1
+    # Two runs on the same server: a modest put stream the watchers keep up with, then a flood.
+    f=$WORK/watch-$1-$2.json
+    bench "$f" watch --watchers="$WATCHERS" --streams="$WATCH_STREAMS" --put-total="$WATCH_PUTS" \
+        --conns="$CONNS" --clients="$WATCH_PUT_CLIENTS" --key-size="$KEY_SIZE" \
+        --val-size="$VAL_SIZE" || return 1
+    record "$1" "$2" watch_events_per_sec "$(json_num "$f" events_per_sec)"
+    record "$1" "$2" watch_event_p99_ms "$(p99_ms "$f")"
+    record "$1" "$2" watch_create_ms "$(awk -v s="$(json_num "$f" creation_secs)" \
+        'BEGIN { printf "%.6f\n", s * 1000 }')"
+    f=$WORK/watch-flood-$1-$2.json
+    bench "$f" watch --watchers="$WATCHERS" --streams="$WATCH_STREAMS" --put-total="$WATCH_PUTS" \
+        --conns="$CONNS" --clients="$WATCH_FLOOD_CLIENTS" --key-size="$KEY_SIZE" \
+        --val-size="$VAL_SIZE" || return 1
+    record "$1" "$2" watch_flood_events_per_sec "$(json_num "$f" events_per_sec)"
+    record "$1" "$2" watch_flood_event_p99_ms "$(p99_ms "$f")"
+    server_discard
+}
+
+wl_lease_keepalive() {
+    local f=$WORK/keepalive-$1-$2.json
+    server_start "$1" || return 1
+    bench "$f" lease-keepalive --conns="$CONNS" --clients="$CLIENTS" --total="$KEEPALIVES" ||
+        return 1
+    record "$1" "$2" keepalive_qps "$(json_num "$f" requests_per_sec)"
+    record "$1" "$2" keepalive_p99_ms "$(p99_ms "$f")"
+    server_discard
+}
+
 run_workload() {
     local workload=$1 round=$2 side
     CURRENT_WORKLOAD=$workload
     for side in etcd oxcd; do
         log "round $round/$ROUNDS: $workload on $side"
-        if ! "wl_$workload" "$side" "$round"; then
+        if ! "wl_${workload//-/_}" "$side" "$round"; then
             fail "$side" "$round" "$workload did not complete (see the log above)"
             if [ -n "$SRV_PID" ]; then server_discard; fi
         fi
@@ -446,6 +502,7 @@ run_workload() {
 # ---------------------------------------------------------------------------------------------
 # Report
 
+WATCH_SHAPE="$WATCHERS watchers/$WATCH_STREAMS streams, $WATCH_PUTS puts"
 # metric|unit|goal (comparison and ratio, or "-")|description
 METRICS=(
     "put_latency_mean_ms|ms|<=0.65|single put, 1 client: mean latency"
@@ -459,6 +516,13 @@ METRICS=(
     "range_l_p99_ms|ms|-|linearizable reads: p99 latency"
     "range_s_qps|req/s|>=3|serializable reads of one key: requests/sec"
     "range_s_p99_ms|ms|-|serializable reads: p99 latency"
+    "watch_events_per_sec|ev/s|>=2|$WATCH_SHAPE from $WATCH_PUT_CLIENTS clients: watch events/sec"
+    "watch_event_p99_ms|ms|-|the same: put sent to event received, p99"
+    "watch_create_ms|ms|-|creating the $WATCHERS watchers"
+    "watch_flood_events_per_sec|ev/s|>=2|$WATCH_SHAPE from $WATCH_FLOOD_CLIENTS clients: events/sec"
+    "watch_flood_event_p99_ms|ms|-|the same: put sent to event received, p99"
+    "keepalive_qps|req/s|>=2|$KEEPALIVES lease keep-alives, $CLIENTS clients/$CONNS conns: req/sec"
+    "keepalive_p99_ms|ms|-|lease keep-alives: p99 latency"
     "restart_ready_secs|s|<=0.3|restart with $RESTART_KEYS keys: spawn to ready"
     "restart_load_qps|req/s|-|loading the $RESTART_KEYS keys: requests/sec"
     "restart_stop_secs|s|-|SIGTERM to exit after the load"
@@ -470,6 +534,8 @@ metric_workload() {
     put_latency_*) echo latency ;;
     put_* | rss_* | peak_*) echo throughput ;;
     range_*) echo reads ;;
+    watch_*) echo watch ;;
+    keepalive_*) echo lease-keepalive ;;
     restart_*) echo restart ;;
     esac
 }
@@ -501,10 +567,10 @@ report() {
         echo "  oxcd: $OXCD_BIN"
         echo
         if [ $wide = 1 ]; then
-            printf '%-22s %-6s %12s %12s %9s  %-15s %-17s %-17s\n' metric unit etcd oxcd \
+            printf '%-26s %-6s %12s %12s %9s  %-15s %-17s %-17s\n' metric unit etcd oxcd \
                 oxcd/etcd goal "etcd min-max" "oxcd min-max"
         else
-            printf '%-22s %-6s %12s %12s %9s  %s\n' metric unit etcd oxcd oxcd/etcd goal
+            printf '%-26s %-6s %12s %12s %9s  %s\n' metric unit etcd oxcd oxcd/etcd goal
         fi
     }
     for line in "${METRICS[@]}"; do
@@ -534,10 +600,10 @@ report() {
                 rs = (r == "null") ? "n/a" : sprintf("%.3fx", r)
                 gs = (g == "-") ? "" : g "x " v
                 if (wide)
-                    printf "%-22s %-6s %12s %12s %9s  %-15s %-17s %-17s\n", m, u, f(e), f(o), rs,
+                    printf "%-26s %-6s %12s %12s %9s  %-15s %-17s %-17s\n", m, u, f(e), f(o), rs,
                         gs, f(emin) "-" f(emax), f(omin) "-" f(omax)
                 else
-                    printf "%-22s %-6s %12s %12s %9s  %s\n", m, u, f(e), f(o), rs, gs
+                    printf "%-26s %-6s %12s %12s %9s  %s\n", m, u, f(e), f(o), rs, gs
             }'
         printf '{"type":"result","metric":"%s","unit":"%s","description":%s,"goal":%s,"etcd":%s,"oxcd":%s,"ratio":%s,"verdict":"%s","etcd_min":%s,"etcd_max":%s,"oxcd_min":%s,"oxcd_max":%s,"etcd_samples":%s,"oxcd_samples":%s}\n' \
             "$metric" "$unit" "$(json_str "$desc")" "$(json_str "$goal")" "${e_med/nan/null}" \
@@ -548,7 +614,7 @@ report() {
     for line in "${METRICS[@]}"; do
         IFS='|' read -r metric unit goal desc <<<"$line"
         if selected "$(metric_workload "$metric")"; then
-            printf '  %-22s %s\n' "$metric" "$desc"
+            printf '  %-26s %s\n' "$metric" "$desc"
         fi
     done
     echo
@@ -567,15 +633,17 @@ report() {
 # Main
 
 version_of() { "$1" --version 2>/dev/null | head -n 1 || true; }
-printf '{"type":"run","started":%s,"quick":%s,"rounds":%s,"etcd_bin":%s,"etcd_version":%s,"oxcd_bin":%s,"oxcd_version":%s,"latency_puts":%s,"puts":%s,"reads":%s,"restart_keys":%s,"clients":%s,"conns":%s,"key_size":%s,"val_size":%s,"cores":%s,"workloads":%s}\n' \
+printf '{"type":"run","started":%s,"quick":%s,"rounds":%s,"etcd_bin":%s,"etcd_version":%s,"oxcd_bin":%s,"oxcd_version":%s,"latency_puts":%s,"puts":%s,"reads":%s,"restart_keys":%s,"clients":%s,"conns":%s,"watchers":%s,"watch_streams":%s,"watch_puts":%s,"watch_put_clients":%s,"watch_flood_clients":%s,"keepalives":%s,"key_size":%s,"val_size":%s,"cores":%s,"workloads":%s}\n' \
     "$(json_str "$(date -u +%Y-%m-%dT%H:%M:%SZ)")" "$quick" "$ROUNDS" "$(json_str "$ETCD_BIN")" \
     "$(json_str "$(version_of "$ETCD_BIN")")" "$(json_str "$OXCD_BIN")" \
     "$(json_str "$(version_of "$OXCD_BIN")")" "$LATENCY_PUTS" "$PUTS" "$READS" "$RESTART_KEYS" \
-    "$CLIENTS" "$CONNS" "$KEY_SIZE" "$VAL_SIZE" "$(nproc)" "$(json_str "$WORKLOADS")" >>"$OUT"
+    "$CLIENTS" "$CONNS" "$WATCHERS" "$WATCH_STREAMS" "$WATCH_PUTS" "$WATCH_PUT_CLIENTS" \
+    "$WATCH_FLOOD_CLIENTS" "$KEEPALIVES" "$KEY_SIZE" "$VAL_SIZE" "$(nproc)" \
+    "$(json_str "$WORKLOADS")" >>"$OUT"
 
 CURRENT_WORKLOAD=
 for round in $(seq 1 "$ROUNDS"); do
-    for workload in latency throughput reads restart; do
+    for workload in $ALL_WORKLOADS; do
         if selected "$workload"; then run_workload "$workload" "$round"; fi
     done
 done

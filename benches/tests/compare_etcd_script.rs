@@ -9,7 +9,7 @@ use std::process::Command;
 use serde_json::Value;
 
 /// Every row the script reports, in its order.
-const METRICS: [&str; 15] = [
+const METRICS: [&str; 22] = [
     "put_latency_mean_ms",
     "put_latency_p99_ms",
     "put_latency_qps",
@@ -21,6 +21,13 @@ const METRICS: [&str; 15] = [
     "range_l_p99_ms",
     "range_s_qps",
     "range_s_p99_ms",
+    "watch_events_per_sec",
+    "watch_event_p99_ms",
+    "watch_create_ms",
+    "watch_flood_events_per_sec",
+    "watch_flood_event_p99_ms",
+    "keepalive_qps",
+    "keepalive_p99_ms",
     "restart_ready_secs",
     "restart_load_qps",
     "restart_stop_secs",
@@ -104,7 +111,15 @@ fn quick_run_reports_every_metric() {
             "{metric} missing from the table:\n{stdout}"
         );
     }
-    for throughput in ["put_qps", "range_l_qps", "range_s_qps", "restart_load_qps"] {
+    for throughput in [
+        "put_qps",
+        "range_l_qps",
+        "range_s_qps",
+        "watch_events_per_sec",
+        "watch_flood_events_per_sec",
+        "keepalive_qps",
+        "restart_load_qps",
+    ] {
         assert!(
             results[throughput]["etcd"].as_f64() > Some(0.0),
             "{summary}"

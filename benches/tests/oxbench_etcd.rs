@@ -1,8 +1,11 @@
 //! `oxbench` against a real etcd 3.4.23: every workload completes, the counts in its summary are
-//! right, the keys land in etcd, and a server error makes it fail.
+//! right, the keys land in etcd, a server error makes it fail, and `watch` verifies every event
+//! (and fails when events it did not cause reach its watchers).
 
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
+use oxcd_tests::etcd::poll_until;
 use oxcd_tests::Etcd;
 use serde_json::Value;
 
@@ -152,4 +155,115 @@ fn server_errors_fail_the_run() {
         stderr.contains("duplicate key given in txn request"),
         "{stderr}"
     );
+}
+
+/// The revision etcd's store is at.
+fn revision(etcd: &Etcd) -> u64 {
+    let out = etcd.ctl(&["get", "x", "-w", "json"]).expect("etcdctl get");
+    let parsed: Value = serde_json::from_str(&out).expect("etcdctl JSON");
+    parsed["header"]["revision"].as_u64().unwrap_or(0)
+}
+
+// Proves watch and lease-keepalive complete against real etcd with exact, verified counts.
+#[test]
+fn watch_and_keepalive_run_against_real_etcd() {
+    let etcd = Etcd::start().expect("etcd starts");
+    let start_revision = revision(&etcd);
+    // 30 watchers of 3 keys on 4 streams over 2 connections; 100 puts write each key 33 or 34
+    // times, and watcher w watches key w % 3 (10 watchers each): 1,000 events.
+    let watch = summary(
+        &etcd,
+        &[
+            "--conns",
+            "2",
+            "--clients",
+            "4",
+            "--val-size",
+            "16",
+            "watch",
+            "--watchers",
+            "30",
+            "--streams",
+            "4",
+            "--watched-key-total",
+            "3",
+            "--put-total",
+            "100",
+        ],
+    );
+    assert_all_succeeded(&watch, "watch", 1000);
+    assert_eq!(watch["expected_events"], 1000, "{watch}");
+    assert_eq!(watch["verified"], true, "{watch}");
+    assert_eq!(
+        watch["problems"].as_array().map(Vec::len),
+        Some(0),
+        "{watch}"
+    );
+    assert_eq!(watch["put_failed"], 0, "{watch}");
+    assert!(watch["events_per_sec"].as_f64() > Some(0.0), "{watch}");
+    let responses = watch["responses"].as_u64().unwrap_or(0);
+    assert!((1..=1000).contains(&responses), "{watch}");
+    // 100 measured puts and 3 fences.
+    assert_eq!(revision(&etcd), start_revision + 103);
+
+    let text = oxbench(
+        &etcd,
+        &["watch", "--watchers", "4", "--streams", "2", "--puts", "10"],
+    );
+    assert!(text.status.success(), "{text:?}");
+    let text = String::from_utf8_lossy(&text.stdout);
+    for section in [
+        "Watch creation summary:",
+        "Put summary",
+        "Watch events received summary (40 events",
+    ] {
+        assert!(text.contains(section), "missing {section}: {text}");
+    }
+
+    let keepalive = summary(
+        &etcd,
+        &[
+            "lease-keepalive",
+            "--total",
+            "200",
+            "--clients",
+            "5",
+            "--conns",
+            "2",
+        ],
+    );
+    assert_all_succeeded(&keepalive, "lease-keepalive", 200);
+}
+
+// Proves watch fails when another writer's puts reach its watchers: the counts no longer match.
+#[test]
+fn watch_fails_when_foreign_events_arrive() {
+    let etcd = Etcd::start().expect("etcd starts");
+    let start_revision = revision(&etcd);
+    let args = |puts: &str, rate: &str| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_oxbench"));
+        command
+            .arg(format!("--endpoints={}", etcd.client_url()))
+            .args(["watch", "--watchers", "4", "--streams", "2"])
+            .args(["--put-total", puts, "--put-rate", rate, "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    };
+    // A puts slowly; B starts once A's puts have begun, so both runs watch the same key while
+    // the other writes it.
+    let slow = args("200", "40").spawn().expect("oxbench runs");
+    poll_until(Duration::from_secs(30), "the first run's puts", || {
+        Ok((revision(&etcd) > start_revision).then_some(()))
+    })
+    .expect("the first run puts");
+    let fast = args("50", "0").output().expect("oxbench runs");
+    let slow = slow.wait_with_output().expect("oxbench ends");
+    for (name, output) in [("slow", slow), ("fast", fast)] {
+        assert_eq!(output.status.code(), Some(1), "{name}: {output:?}");
+        let summary: Value = serde_json::from_slice(&output.stdout).expect("summary JSON");
+        assert_eq!(summary["verified"], false, "{name}: {summary}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("watch check failed"), "{name}: {stderr}");
+    }
 }

@@ -53,15 +53,22 @@ pub(crate) fn endpoint_uri(endpoint: &str) -> String {
     }
 }
 
-/// Opens `conns` connections, endpoint `i % endpoints` for connection `i`.
-async fn connect(config: &RunConfig) -> Result<Vec<Channel>, String> {
-    let mut channels = Vec::with_capacity(config.conns);
-    for i in 0..config.conns {
-        let uri = endpoint_uri(&config.endpoints[i % config.endpoints.len()]);
+/// Opens `conns` connections, endpoint `i % endpoints` for connection `i`. `adaptive_window`
+/// sizes HTTP/2 flow-control windows from the measured bandwidth-delay product, as grpc-go (and
+/// so etcd's own tool) does; `watch` uses it so its streams receive as etcd's client would.
+pub(crate) async fn connect(
+    endpoints: &[String],
+    conns: usize,
+    adaptive_window: bool,
+) -> Result<Vec<Channel>, String> {
+    let mut channels = Vec::with_capacity(conns);
+    for i in 0..conns {
+        let uri = endpoint_uri(&endpoints[i % endpoints.len()]);
         let endpoint = Endpoint::from_shared(uri.clone())
             .map_err(|e| format!("invalid endpoint {uri}: {e}"))?
             .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true);
+            .tcp_nodelay(true)
+            .http2_adaptive_window(adaptive_window);
         let channel = endpoint
             .connect()
             .await
@@ -71,7 +78,7 @@ async fn connect(config: &RunConfig) -> Result<Vec<Channel>, String> {
     Ok(channels)
 }
 
-fn progress_bar(total: u64) -> ProgressBar {
+pub(crate) fn progress_bar(total: u64) -> ProgressBar {
     // indicatif draws nothing when stderr is not a terminal.
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
     if let Ok(style) =
@@ -154,7 +161,7 @@ pub async fn run(config: &RunConfig, workload: Workload) -> Result<RunOutcome, S
     if config.endpoints.is_empty() || config.conns == 0 || config.clients == 0 {
         return Err("need at least one endpoint, one connection and one client".to_string());
     }
-    let channels = connect(config).await?;
+    let channels = connect(&config.endpoints, config.conns, false).await?;
     let shared = Arc::new(Shared {
         workload,
         total: config.total,
