@@ -292,6 +292,16 @@ async fn script(url: &str) -> Vec<String> {
             })
             .await
     });
+    // b's key is queued before a proclaims, so revisions come in one order on both servers.
+    let mut queued = false;
+    for _ in 0..500 {
+        if keys_under(&channel, b"e/").await.len() == 2 {
+            queued = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(queued, "b's campaign key never appeared");
     let proclaimed = election
         .proclaim(ProclaimRequest {
             leader: Some(leader_a.clone()),

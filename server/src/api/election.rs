@@ -271,7 +271,7 @@ async fn send(tx: &Outbox, header: Option<ResponseHeader>, kv: KeyValue) -> Resu
 /// Reads the applied events from a revision on, waiting for new ones (an in-process watch).
 struct EventCursor {
     next_rev: i64,
-    pending: std::collections::VecDeque<Event>,
+    pending: std::collections::VecDeque<std::sync::Arc<Event>>,
     pending_header: ResponseHeader,
     revisions: tokio::sync::watch::Receiver<i64>,
 }
@@ -306,6 +306,7 @@ impl EventCursor {
                 let is_put = event.r#type == EventType::Put as i32;
                 let on_key = event.kv.as_ref().is_some_and(|kv| range.contains(&kv.key));
                 if on_key && (is_put || !prefix) {
+                    let event = std::sync::Arc::unwrap_or_clone(event);
                     return Ok(Some((event, self.pending_header)));
                 }
             }

@@ -21,6 +21,7 @@
 
 use prost::Message as _;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -303,17 +304,18 @@ async fn sync_one(
         }
         let range = KeyRange::from_request(&watcher.key, &watcher.range_end);
         let mut out = Vec::new();
-        for mut event in events {
-            let Some(kv) = event.kv.as_ref() else {
+        for shared in events {
+            let Some(kv) = shared.kv.as_ref() else {
                 continue;
             };
             if !range.contains(&kv.key) {
                 continue;
             }
-            let is_put = event.r#type == EventType::Put as i32;
+            let is_put = shared.r#type == EventType::Put as i32;
             if (is_put && watcher.no_put) || (!is_put && watcher.no_delete) {
                 continue;
             }
+            let mut event = Arc::unwrap_or_clone(shared);
             if let Some(view) = view.as_ref().filter(|_| watcher.prev_kv) {
                 event.prev_kv = previous(view, &event);
             }
@@ -347,7 +349,7 @@ pub(super) fn read_events(
     from: i64,
     to: i64,
     view: &mut Option<StoreRead>,
-) -> Result<Vec<Event>, MvccError> {
+) -> Result<Vec<Arc<Event>>, MvccError> {
     if let Some(events) = server.hub().events(from, to) {
         return Ok(events);
     }
@@ -355,7 +357,7 @@ pub(super) fn read_events(
         Some(view) => view,
         None => view.insert(server.store().read()?),
     };
-    view.history(from, to)
+    Ok(view.history(from, to)?.into_iter().map(Arc::new).collect())
 }
 
 /// The key as it was just before `event` (none if it did not exist or is compacted away).

@@ -11,7 +11,7 @@
 //! order, exactly once per event (etcd's synced/unsynced groups without the victim list).
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::error::MvccError;
 use super::revision::{BucketKey, Revision};
@@ -25,8 +25,9 @@ pub const RING_EVENTS: usize = 65_536;
 pub const MAX_REVS_PER_READ: i64 = 1_000;
 
 struct Ring {
-    /// Events in revision order.
-    events: VecDeque<Event>,
+    /// Events in revision order, shared: a reader copies out only the events it keeps, after
+    /// releasing the lock.
+    events: VecDeque<Arc<Event>>,
     /// The ring holds every event of revisions `covered_from..=last_rev`.
     covered_from: i64,
     last_rev: i64,
@@ -60,7 +61,7 @@ impl EventHub {
         {
             let mut ring = self.lock();
             for change in changes {
-                ring.events.push_back(to_event(change));
+                ring.events.push_back(Arc::new(to_event(change)));
             }
             while ring.events.len() > RING_EVENTS {
                 let Some(dropped) = ring.events.pop_front() else {
@@ -92,7 +93,7 @@ impl EventHub {
     }
 
     /// The events of revisions `from..=to`, if the ring still holds all of them.
-    pub fn events(&self, from: i64, to: i64) -> Option<Vec<Event>> {
+    pub fn events(&self, from: i64, to: i64) -> Option<Vec<Arc<Event>>> {
         let ring = self.lock();
         if from < ring.covered_from || to > ring.last_rev {
             return None;
