@@ -18,7 +18,7 @@ use oxcd_server::pb::etcdserverpb::{
 };
 use oxcd_server::pb::v3electionpb::election_client::ElectionClient;
 use oxcd_server::pb::v3electionpb::{
-    CampaignRequest, LeaderKey, LeaderRequest, ProclaimRequest, ResignRequest,
+    CampaignRequest, LeaderKey, LeaderRequest, LeaderResponse, ProclaimRequest, ResignRequest,
 };
 use oxcd_server::pb::v3lockpb::lock_client::LockClient;
 use oxcd_server::pb::v3lockpb::{LockRequest, UnlockRequest};
@@ -228,6 +228,23 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// A leader key as one line: name, key, create revision, lease.
+fn describe(leader: &LeaderKey) -> String {
+    format!(
+        "{} {} rev {} lease {}",
+        text(&leader.name),
+        text(&leader.key),
+        leader.rev,
+        leader.lease
+    )
+}
+
+/// The next key-value an Observe stream reports, as one line.
+async fn observed(stream: &mut tonic::Streaming<LeaderResponse>) -> String {
+    let kv = stream.message().await.unwrap().unwrap().kv.unwrap();
+    format!("observe: {} = {}", text(&kv.key), text(&kv.value))
+}
+
 fn status_line(status: &tonic::Status) -> String {
     format!("error {:?} {}", status.code(), status.message())
 }
@@ -261,12 +278,9 @@ async fn script(url: &str) -> Vec<String> {
         .into_inner();
     let leader_a = first.leader.clone().unwrap();
     line(format!(
-        "campaign a: rev {} leader {} {} rev {} lease {}",
+        "campaign a: rev {} leader {}",
         first.header.unwrap().revision,
-        text(&leader_a.name),
-        text(&leader_a.key),
-        leader_a.rev,
-        leader_a.lease
+        describe(&leader_a)
     ));
     let mut observe = election
         .observe(LeaderRequest {
@@ -275,12 +289,7 @@ async fn script(url: &str) -> Vec<String> {
         .await
         .unwrap()
         .into_inner();
-    let seen = observe.message().await.unwrap().unwrap().kv.unwrap();
-    line(format!(
-        "observe: {} = {}",
-        text(&seen.key),
-        text(&seen.value)
-    ));
+    line(observed(&mut observe).await);
 
     let mut second_client = ElectionClient::new(channel.clone());
     let second = tokio::spawn(async move {
@@ -314,12 +323,7 @@ async fn script(url: &str) -> Vec<String> {
         "proclaim a: rev {}",
         proclaimed.header.unwrap().revision
     ));
-    let seen = observe.message().await.unwrap().unwrap().kv.unwrap();
-    line(format!(
-        "observe: {} = {}",
-        text(&seen.key),
-        text(&seen.value)
-    ));
+    line(observed(&mut observe).await);
     let leader = election
         .leader(LeaderRequest {
             name: b"e".to_vec(),
@@ -345,18 +349,10 @@ async fn script(url: &str) -> Vec<String> {
     let second = second.await.unwrap().unwrap().into_inner();
     let leader_b = second.leader.unwrap();
     line(format!(
-        "campaign b after a resigned: leader {} {} rev {} lease {}",
-        text(&leader_b.name),
-        text(&leader_b.key),
-        leader_b.rev,
-        leader_b.lease
+        "campaign b after a resigned: leader {}",
+        describe(&leader_b)
     ));
-    let seen = observe.message().await.unwrap().unwrap().kv.unwrap();
-    line(format!(
-        "observe: {} = {}",
-        text(&seen.key),
-        text(&seen.value)
-    ));
+    line(observed(&mut observe).await);
 
     let again = election
         .campaign(CampaignRequest {
@@ -374,12 +370,7 @@ async fn script(url: &str) -> Vec<String> {
         text(&leader.key),
         leader.lease
     ));
-    let seen = observe.message().await.unwrap().unwrap().kv.unwrap();
-    line(format!(
-        "observe: {} = {}",
-        text(&seen.key),
-        text(&seen.value)
-    ));
+    line(observed(&mut observe).await);
     let unknown = election
         .campaign(CampaignRequest {
             name: b"e".to_vec(),

@@ -22,8 +22,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::recipes::{
-    created_at, delete_op, first_created, get_op, put_op, range_kvs, session_key, wait_for_turn,
-    Local, RecipeError, ReleaseOnDrop, WaitError,
+    created_at, first_created, get_op, put_op, queue_prefix, range_kvs, wait_for_turn, Local,
+    RecipeError, ReleaseOnDrop, Session, WaitError,
 };
 use super::watch::read_events;
 use crate::etcdserver::{EtcdServer, ServerError};
@@ -77,22 +77,9 @@ impl ElectionService {
 
     /// Deletes `key` if it was created at `rev`; the header of that transaction.
     async fn resign(&self, key: &[u8], rev: i64) -> Result<ResponseHeader, Status> {
-        let response = self
-            .local
-            .txn(TxnRequest {
-                compare: vec![created_at(key, rev)],
-                success: vec![delete_op(key)],
-                failure: Vec::new(),
-            })
-            .await?;
+        let response = self.local.delete_if_created_at(key, rev).await?;
         Ok(response.header.unwrap_or_default())
     }
-}
-
-fn election_prefix(name: &[u8]) -> Vec<u8> {
-    let mut prefix = name.to_vec();
-    prefix.push(b'/');
-    prefix
 }
 
 #[tonic::async_trait]
@@ -102,9 +89,7 @@ impl Election for ElectionService {
         request: Request<CampaignRequest>,
     ) -> Result<Response<CampaignResponse>, Status> {
         let req = request.into_inner();
-        let lease = self.local.session_lease(req.lease).await?;
-        let prefix = election_prefix(&req.name);
-        let key = session_key(&prefix, lease);
+        let Session { lease, prefix, key } = self.local.session(&req.name, req.lease).await?;
         let response = self
             .local
             .txn(TxnRequest {
@@ -164,7 +149,7 @@ impl Election for ElectionService {
         &self,
         request: Request<LeaderRequest>,
     ) -> Result<Response<LeaderResponse>, Status> {
-        let prefix = election_prefix(&request.into_inner().name);
+        let prefix = queue_prefix(&request.into_inner().name);
         let mut response = self.local.range(first_created(&prefix)).await?;
         if response.kvs.is_empty() {
             return Err(RecipeError::NoLeader.into());
@@ -181,7 +166,7 @@ impl Election for ElectionService {
         &self,
         request: Request<LeaderRequest>,
     ) -> Result<Response<Self::ObserveStream>, Status> {
-        let prefix = election_prefix(&request.into_inner().name);
+        let prefix = queue_prefix(&request.into_inner().name);
         let (tx, rx) = mpsc::channel(OBSERVE_BUFFER);
         let local = self.local.clone();
         tokio::spawn(async move {

@@ -13,8 +13,8 @@
 use tonic::{Request, Response, Status};
 
 use super::recipes::{
-    created_at, first_created, get_op, put_op, range_kvs, range_op, session_key, wait_for_turn,
-    Local, RecipeError, ReleaseOnDrop, WaitError,
+    created_at, first_created, get_op, put_op, range_kvs, range_op, wait_for_turn, Local,
+    RecipeError, ReleaseOnDrop, Session, WaitError,
 };
 use crate::etcdserver::EtcdServer;
 use crate::pb::etcdserverpb::TxnRequest;
@@ -38,10 +38,7 @@ impl LockService {
 impl Lock for LockService {
     async fn lock(&self, request: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
         let req = request.into_inner();
-        let lease = self.local.session_lease(req.lease).await?;
-        let mut prefix = req.name;
-        prefix.push(b'/');
-        let key = session_key(&prefix, lease);
+        let Session { lease, prefix, key } = self.local.session(&req.name, req.lease).await?;
         let response = self
             .local
             .txn(TxnRequest {

@@ -121,6 +121,30 @@ impl Local {
         Ok(response.map_err(as_returned_by_client)?.into_inner())
     }
 
+    /// Deletes `key` if it was created at `create_rev`, in one transaction (Resign, and the
+    /// release of a failed request's key).
+    pub async fn delete_if_created_at(
+        &self,
+        key: &[u8],
+        create_rev: i64,
+    ) -> Result<TxnResponse, Status> {
+        self.txn(TxnRequest {
+            compare: vec![created_at(key, create_rev)],
+            success: vec![delete_op(key)],
+            failure: Vec::new(),
+        })
+        .await
+    }
+
+    /// Where a Lock or Campaign request queues: its session lease (see [`Local::session_lease`]),
+    /// the queue's prefix and the session's key in it.
+    pub async fn session(&self, name: &[u8], lease: i64) -> Result<Session, Status> {
+        let lease = self.session_lease(lease).await?;
+        let prefix = queue_prefix(name);
+        let key = session_key(&prefix, lease);
+        Ok(Session { lease, prefix, key })
+    }
+
     /// The lease a session runs under: the caller's, or a new one of [`SESSION_TTL_SECS`] when
     /// the caller names none (lease 0), as etcd's `concurrency.NewSession` does.
     pub async fn session_lease(&self, lease: i64) -> Result<i64, Status> {
@@ -145,8 +169,24 @@ fn as_returned_by_client(status: Status) -> Status {
     Status::unknown(status.message())
 }
 
+/// A Lock or Campaign request's place: see [`Local::session`].
+pub struct Session {
+    pub lease: i64,
+    /// `name/`.
+    pub prefix: Vec<u8>,
+    /// `name/<lease in hex>`.
+    pub key: Vec<u8>,
+}
+
+/// The prefix of the queue for a lock or election name: the name and `/`.
+pub fn queue_prefix(name: &[u8]) -> Vec<u8> {
+    let mut prefix = name.to_vec();
+    prefix.push(b'/');
+    prefix
+}
+
 /// A session's key under `prefix`: the prefix and the lease ID in lowercase hex.
-pub fn session_key(prefix: &[u8], lease: i64) -> Vec<u8> {
+fn session_key(prefix: &[u8], lease: i64) -> Vec<u8> {
     let mut key = prefix.to_vec();
     key.extend_from_slice(format!("{lease:x}").as_bytes());
     key
@@ -187,7 +227,7 @@ pub fn get_op(key: &[u8]) -> RequestOp {
     })
 }
 
-pub fn delete_op(key: &[u8]) -> RequestOp {
+fn delete_op(key: &[u8]) -> RequestOp {
     RequestOp {
         request: Some(Op::RequestDeleteRange(DeleteRangeRequest {
             key: key.to_vec(),
@@ -349,12 +389,7 @@ impl Drop for ReleaseOnDrop {
             return;
         };
         runtime.spawn(async move {
-            let release = TxnRequest {
-                compare: vec![created_at(&key, create_rev)],
-                success: vec![delete_op(&key)],
-                failure: Vec::new(),
-            };
-            if let Err(status) = local.txn(release).await {
+            if let Err(status) = local.delete_if_created_at(&key, create_rev).await {
                 tracing::warn!(key = %String::from_utf8_lossy(&key), %status,
                     "could not release the key of a failed lock or campaign");
             }

@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use super::url::{join_urls, parse_url_list, EtcdUrl};
 use super::values::{parse_go_duration, parse_go_int, parse_go_uint, parse_retention};
-use super::{ClusterState, Config, ConfigError, LogLevel, DEFAULT_SNAPSHOT_COUNT};
+use super::{
+    ClusterState, Config, ConfigError, LogLevel, DEFAULT_SNAPSHOT_COUNT,
+    DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL,
+};
 
 /// etcd's `DefaultName`.
 pub(crate) const DEFAULT_NAME: &str = "default";
@@ -76,7 +79,8 @@ impl Settings {
             initial_cluster_state: "new".to_string(),
             auto_compaction_mode: "periodic".to_string(),
             auto_compaction_retention: "0".to_string(),
-            watch_progress_notify_interval_ns: 600_000_000_000,
+            watch_progress_notify_interval_ns: DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL.as_nanos()
+                as i64,
             log_level: "info".to_string(),
         }
     }
@@ -324,7 +328,7 @@ fn log_level(text: &str) -> Result<LogLevel, String> {
 fn watch_progress_interval(nanos: i64, warnings: &mut Vec<String>) -> Duration {
     const MIN: Duration = Duration::from_millis(100);
     if nanos <= 0 {
-        return crate::config::DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL;
+        return DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL;
     }
     let interval = Duration::from_nanos(nanos as u64);
     if interval < MIN {
