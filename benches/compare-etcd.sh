@@ -21,6 +21,19 @@
 #               own lease on a new stream per keep-alive: requests/sec          (goal >= 2x)
 #   restart     load 1,000,000 keys, SIGTERM, start again on the same data dir:
 #               time from spawn until a linearizable read succeeds              (goal <= 0.3x)
+#   cluster     three members m0..m2 on 127.0.0.1 (fresh data dirs and ports, a unique
+#               --initial-cluster-token, --initial-cluster-state new, default heartbeat and
+#               election timeout); once every member is ready and all report the same leader,
+#               on that one cluster:
+#               the latency load, to the leader: mean and p99 latency           (goal <= 0.65x)
+#               the throughput load, to the leader: requests/sec                (goal >= 2x)
+#               the throughput load, spread over all three members: req/sec     (goal >= 2x)
+#               oxbench gives connection i to endpoint i % 3 and client j to connection
+#               j % conns, so 100 connections carry 340, 330 and 330 of 1,000 clients; the
+#               followers forward those writes to the leader. The leader is the member whose
+#               member_id is the leader all report in `etcdctl endpoint status -w json`; a
+#               leader change during a load is logged. Also shown: spawn until all members are
+#               ready and agree on a leader, and SIGTERM until all three exited (no goals)
 # "Ready" is what `etcdctl endpoint health` checks (a linearizable read of key "health"),
 # polled every 5 ms by `oxbench wait-ready`; etcdctl confirms it once afterwards.
 #
@@ -29,17 +42,19 @@
 #                     min-max spread of each side
 #   --out FILE        the JSON-lines summary (default target/compare-etcd/summary-<time>.jsonl)
 #   --workloads LIST  comma-separated subset of latency,throughput,reads,watch,lease-keepalive,
-#                     restart (default: all; they run in that order)
+#                     restart,cluster (default: all; they run in that order)
 # Environment (all optional):
 #   OXCD_CMP_QUICK=1              small sizes for a smoke run (seconds, not minutes)
 #   OXCD_CMP_ROUNDS, OXCD_CMP_OUT   as --rounds, --out
-#   OXCD_CMP_LATENCY_PUTS         puts in the latency workload            (2000; quick 200)
-#   OXCD_CMP_PUTS                 puts in the throughput workload         (100000; quick 2000)
+#   OXCD_CMP_LATENCY_PUTS         puts in the latency workload and in the cluster's latency load
+#                                                                         (2000; quick 200)
+#   OXCD_CMP_PUTS                 puts in the throughput workload and in each of the cluster's
+#                                 two throughput loads                    (100000; quick 2000)
 #   OXCD_CMP_READS                reads per consistency                   (100000; quick 2000)
 #   OXCD_CMP_RESTART_KEYS         keys loaded before the restart          (1000000; quick 5000)
-#   OXCD_CMP_CLIENTS, OXCD_CMP_CONNS   concurrency of the throughput, reads, lease-keepalive and
-#                                 restart loads (1000 and 100; quick 100 and 10); the watch
-#                                 workload uses OXCD_CMP_CONNS connections too
+#   OXCD_CMP_CLIENTS, OXCD_CMP_CONNS   concurrency of the throughput, reads, lease-keepalive,
+#                                 restart and cluster throughput loads (1000 and 100; quick 100
+#                                 and 10); the watch workload uses OXCD_CMP_CONNS connections too
 #   OXCD_CMP_WATCHERS, OXCD_CMP_WATCH_STREAMS   (1000 and 100; quick 100 and 10)
 #   OXCD_CMP_WATCH_PUTS           puts to the watched key                 (10000; quick 1000)
 #   OXCD_CMP_WATCH_PUT_CLIENTS    put clients of the first watch run      (10)
@@ -52,8 +67,11 @@
 #   OXCD_CMP_SERVER_FLAGS         extra flags given to both servers, word-split
 #   OXCD_CMP_TMPDIR               where the data dirs go (default $TMPDIR or /tmp); it should be
 #                                 a real disk, as fsync cost is part of what is measured
-#   OXCD_CMP_READY_TIMEOUT_SECS   how long a start may take (120)
+#   OXCD_CMP_READY_TIMEOUT_SECS   how long a start may take (120; a cluster's start: until every
+#                                 member serves and all agree on a leader)
 #   OXCD_CMP_NO_BUILD=1           never run cargo; OXCD_CMP_KEEP=1 keeps the work dir
+# When a cluster run fails, the members' full logs are copied next to the summary file
+# (<summary>.cluster-<side>-<round>/m0.log ...) and their tails printed.
 # The default oxcd and oxbench are built with `cargo build --release -p oxcd-server -p
 # oxcd-benches` when missing or older than a source file.
 # Summary file, one JSON object a line, told apart by "type": "run" (settings, binaries and their
@@ -80,7 +98,7 @@ usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0
 
 ROUNDS=${OXCD_CMP_ROUNDS:-1}
 OUT=${OXCD_CMP_OUT:-}
-ALL_WORKLOADS="latency throughput reads watch lease-keepalive restart"
+ALL_WORKLOADS="latency throughput reads watch lease-keepalive restart cluster"
 WORKLOADS=${ALL_WORKLOADS// /,}
 while [ $# -gt 0 ]; do
     case $1 in
@@ -186,14 +204,17 @@ WORK=$(mktemp -d "${OXCD_CMP_TMPDIR:-${TMPDIR:-/tmp}}/oxcd-cmp.XXXXXX")
 SAMPLES=$WORK/samples.tsv
 : >"$SAMPLES"
 SRV_PID=
+CL_PIDS=()
 FAILURES=0
 
 cleanup() {
-    local status=$?
-    if [ -n "$SRV_PID" ] && alive "$SRV_PID"; then
-        kill -KILL "$SRV_PID" 2>/dev/null || true
-        wait "$SRV_PID" 2>/dev/null || true
-    fi
+    local status=$? pid
+    for pid in "$SRV_PID" ${CL_PIDS[@]+"${CL_PIDS[@]}"}; do
+        if [ -n "$pid" ] && alive "$pid"; then
+            kill -KILL "$pid" 2>/dev/null || true
+            wait "$pid" 2>/dev/null || true
+        fi
+    done
     if [ "${OXCD_CMP_KEEP:-0}" = 1 ]; then
         log "work dir kept: $WORK"
     else
@@ -359,21 +380,194 @@ server_discard() {
     rm -rf "$SRV_DIR"
 }
 
-# bench FILE ARGS...: runs oxbench --json against the server; the summary goes to FILE.
-bench() {
-    local file=$1
-    shift
-    if "$OXBENCH" --endpoints="$SRV_CLIENT" "$@" --json >"$file" 2>"$file.err"; then
+# bench_on ENDPOINTS FILE ARGS...: runs oxbench --json against ENDPOINTS (comma-separated);
+# the summary goes to FILE.
+bench_on() {
+    local endpoints=$1 file=$2
+    shift 2
+    if "$OXBENCH" --endpoints="$endpoints" "$@" --json >"$file" 2>"$file.err"; then
         return 0
     fi
     log "oxbench $* failed: $(head -c 600 "$file.err")"
     return 1
 }
 
+# bench FILE ARGS...: runs oxbench --json against the server; the summary goes to FILE.
+bench() { bench_on "$SRV_CLIENT" "$@"; }
+
 ctl() { "$ETCDCTL" --endpoints="$SRV_CLIENT" --command-timeout=30s "$@"; }
 
 vm_kib() { awk -v key="$2:" '$1 == key { print $2 }' "/proc/$1/status"; }
 kib_to_mib() { awk -v k="$1" 'BEGIN { printf "%.1f\n", k / 1024 }'; }
+
+# ---------------------------------------------------------------------------------------------
+# Clusters: three members at a time, described by CL_* variables (member i in element i).
+
+CL_MEMBERS=3
+
+# cluster_launch SIDE TOKEN: spawns the members on CL_DIR with CL_CLIENTS/CL_PEERS; no waiting.
+cluster_launch() {
+    local bin i initial=
+    bin=$(side_bin "$1")
+    for i in $(seq 0 $((CL_MEMBERS - 1))); do
+        initial=$initial${initial:+,}m$i=${CL_PEERS[i]}
+    done
+    CL_PIDS=()
+    for i in $(seq 0 $((CL_MEMBERS - 1))); do
+        "$bin" --name="m$i" --data-dir="$CL_DIR/m$i" \
+            --listen-client-urls="${CL_CLIENTS[i]}" --advertise-client-urls="${CL_CLIENTS[i]}" \
+            --listen-peer-urls="${CL_PEERS[i]}" --initial-advertise-peer-urls="${CL_PEERS[i]}" \
+            --initial-cluster="$initial" --initial-cluster-token="$2" \
+            --initial-cluster-state=new \
+            ${SERVER_FLAGS[@]+"${SERVER_FLAGS[@]}"} >>"$CL_DIR/m$i.log" 2>&1 &
+        CL_PIDS[i]=$!
+    done
+}
+
+# Succeeds while every member of the cluster runs; otherwise says which one exited.
+cluster_alive() {
+    local i
+    for i in "${!CL_PIDS[@]}"; do
+        alive "${CL_PIDS[i]}" || { log "m$i (pid ${CL_PIDS[i]}) has exited"; return 1; }
+    done
+}
+
+# The client URLs of all members, comma-separated.
+cluster_endpoints() {
+    local IFS=,
+    echo "${CL_CLIENTS[*]}"
+}
+
+# cluster_tails LINES: the last LINES lines of every member's log, to stderr.
+cluster_tails() {
+    local i
+    for i in $(seq 0 $((CL_MEMBERS - 1))); do
+        echo "--- m$i (pid ${CL_PIDS[i]:-?}, ${CL_CLIENTS[i]:-?}): $CL_DIR/m$i.log" >&2
+        tail -n "$1" "$CL_DIR/m$i.log" >&2 2>/dev/null || true
+    done
+}
+
+# cluster_leader: sets CL_LEADER to the index of the member every member names as its leader,
+# from `etcdctl endpoint status -w json` on all endpoints; fails (setting CL_LEADER=) when they
+# do not all answer or do not agree. IDs are compared as text: they are uint64, beyond jq's
+# doubles.
+cluster_leader() {
+    local status rows endpoint member leader agreed='' count=0 i
+    CL_LEADER=
+    status=$("$ETCDCTL" --endpoints="$(cluster_endpoints)" --command-timeout=5s \
+        endpoint status -w json 2>/dev/null) || return 1
+    # One row per endpoint: "ENDPOINT MEMBER_ID LEADER".
+    rows=$(printf '%s\n' "$status" | sed 's/{"Endpoint":/\n&/g' | sed -n \
+        's/.*"Endpoint":"\([^"]*\)".*"member_id":\([0-9]*\).*"leader":\([0-9]*\).*/\1 \2 \3/p')
+    while read -r endpoint member leader; do
+        if [ -z "$leader" ] || [ "$leader" = 0 ]; then return 1; fi
+        [ -z "$agreed" ] || [ "$agreed" = "$leader" ] || return 1
+        agreed=$leader
+        count=$((count + 1))
+        if [ "$member" = "$leader" ]; then
+            for i in $(seq 0 $((CL_MEMBERS - 1))); do
+                [ "${CL_CLIENTS[i]}" = "$endpoint" ] && CL_LEADER=$i
+            done
+        fi
+    done <<<"$rows"
+    if [ "$count" != "$CL_MEMBERS" ] || [ -z "$CL_LEADER" ]; then
+        CL_LEADER=
+        return 1
+    fi
+}
+
+# cluster_wait_ready SIDE DEADLINE_US: waits until every member serves a linearizable read and
+# all agree on a leader; fails at once when a member exits, or when the deadline passes.
+cluster_wait_ready() {
+    local i
+    for i in $(seq 0 $((CL_MEMBERS - 1))); do
+        # Short waits, so a member that exits is noticed at once.
+        until "$OXBENCH" wait-ready --endpoints="${CL_CLIENTS[i]}" --timeout-secs=1 \
+            >/dev/null 2>>"$CL_DIR/m$i.log"; do
+            cluster_alive || return 1
+            [ "$(now_us)" -lt "$2" ] || { log "m$i of the $1 cluster is not ready"; return 1; }
+        done
+    done
+    until cluster_leader; do
+        cluster_alive || return 1
+        [ "$(now_us)" -lt "$2" ] || { log "the $1 members do not agree on a leader"; return 1; }
+        sleep 0.01
+    done
+}
+
+# cluster_start SIDE: a fresh 3-member cluster on fresh data dirs and ports, every member ready
+# and CL_LEADER set; sets CL_START_SECS to the time from the first spawn until then. A port taken
+# between the probe and a member's bind makes that member exit at once: try again. The logs of
+# a failed attempt are kept in CL_LOG_DEST/start-attempt-N.
+cluster_start() {
+    local attempt deadline start i
+    for attempt in 1 2 3; do
+        CL_DIR=$WORK/cluster-$1-$RANDOM$RANDOM
+        mkdir -p "$CL_DIR"
+        CL_CLIENTS=() CL_PEERS=()
+        for i in $(seq 0 $((CL_MEMBERS - 1))); do
+            pick_port
+            CL_CLIENTS[i]=http://127.0.0.1:$PORT
+            pick_port
+            CL_PEERS[i]=http://127.0.0.1:$PORT
+        done
+        start=$(now_us)
+        deadline=$((start + READY_TIMEOUT_SECS * 1000000))
+        cluster_launch "$1" "oxcd-cmp-${CL_DIR##*-}"
+        if cluster_wait_ready "$1" "$deadline"; then
+            CL_START_SECS=$(awk -v us=$(($(now_us) - start)) 'BEGIN { printf "%.4f\n", us / 1e6 }')
+            # etcdctl's own check, once, on every member.
+            if "$ETCDCTL" --endpoints="$(cluster_endpoints)" --command-timeout=30s \
+                endpoint health >/dev/null 2>&1; then
+                return 0
+            fi
+            log "etcdctl endpoint health failed on the $1 cluster"
+        fi
+        log "start attempt $attempt of a $1 cluster failed; log tails:"
+        cluster_tails 10
+        cluster_save_logs "$CL_LOG_DEST/start-attempt-$attempt"
+        cluster_discard
+    done
+    return 1
+}
+
+# Stops every member with SIGTERM at once (SIGKILL after 60 s) and sets STOP_SECS to how long
+# the last one took. Not to be run in a subshell: only this shell can reap the members.
+cluster_stop() {
+    local start waited=0 pid
+    start=$(now_us)
+    STOP_SECS=0
+    [ ${#CL_PIDS[@]} -gt 0 ] || return 0
+    for pid in "${CL_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${CL_PIDS[@]}"; do
+        while alive "$pid"; do
+            if [ $waited -ge 6000 ]; then
+                log "pid $pid ignored SIGTERM for 60 s; SIGKILL"
+                kill -KILL "$pid" 2>/dev/null || true
+            fi
+            sleep 0.01
+            waited=$((waited + 1))
+        done
+        wait "$pid" 2>/dev/null || true
+    done
+    CL_PIDS=()
+    STOP_SECS=$(awk -v us=$(($(now_us) - start)) 'BEGIN { printf "%.3f\n", us / 1e6 }')
+}
+
+# cluster_save_logs DIR: copies every member's log to DIR.
+cluster_save_logs() {
+    local i
+    mkdir -p "$1"
+    for i in $(seq 0 $((CL_MEMBERS - 1))); do
+        cp "$CL_DIR/m$i.log" "$1/" 2>/dev/null || true
+    done
+}
+
+# Stops the cluster and removes its data dirs.
+cluster_discard() {
+    cluster_stop
+    rm -rf "$CL_DIR"
+}
 
 # ---------------------------------------------------------------------------------------------
 # Workloads: each takes SIDE ROUND, records its samples, and returns non-zero (after saying why)
@@ -487,6 +681,51 @@ wl_lease_keepalive() {
     server_discard
 }
 
+# cluster_put_run SIDE WHAT ENDPOINTS FILE ARGS...: one put load of the cluster workload, and a
+# log line when the leader changed during it (the figure then mixes leaders and forwarding).
+cluster_put_run() {
+    local side=$1 what=$2 endpoints=$3 file=$4 before=$CL_LEADER
+    shift 4
+    bench_on "$endpoints" "$file" put "$@" --key-size="$KEY_SIZE" --val-size="$VAL_SIZE" \
+        --sequential-keys || return 1
+    if ! cluster_leader; then
+        log "$side: no agreed leader after the $what load"
+        return 1
+    fi
+    if [ "$CL_LEADER" != "$before" ]; then
+        log "$side: the leader changed from m$before to m$CL_LEADER during the $what load"
+    fi
+}
+
+# The cluster workload: one cluster, then the latency load to the leader and the throughput
+# load to the leader and to all members. Failing, it leaves the cluster running for
+# run_workload to save the logs of.
+wl_cluster() {
+    local f=$WORK/cluster-$1-$2 leader
+    CL_LOG_DEST=${OUT%.jsonl}.cluster-$1-$2
+    cluster_start "$1" || return 1
+    record "$1" "$2" cluster_start_secs "$CL_START_SECS"
+    log "$1 cluster ready after ${CL_START_SECS}s; leader m$CL_LEADER at ${CL_CLIENTS[CL_LEADER]}"
+    leader=${CL_CLIENTS[CL_LEADER]}
+    cluster_put_run "$1" latency "$leader" "$f-latency.json" --conns=1 --clients=1 \
+        --total="$LATENCY_PUTS" --key-space-size="$LATENCY_PUTS" || return 1
+    record "$1" "$2" cluster_lat_mean_ms "$(awk -v s="$(json_num "$f-latency.json" \
+        average_secs)" 'BEGIN { printf "%.6f\n", s * 1000 }')"
+    record "$1" "$2" cluster_lat_p99_ms "$(p99_ms "$f-latency.json")"
+    record "$1" "$2" cluster_lat_qps "$(json_num "$f-latency.json" requests_per_sec)"
+    leader=${CL_CLIENTS[CL_LEADER]}
+    cluster_put_run "$1" throughput-leader "$leader" "$f-leader.json" --conns="$CONNS" \
+        --clients="$CLIENTS" --total="$PUTS" --key-space-size="$PUTS" || return 1
+    record "$1" "$2" cluster_leader_qps "$(json_num "$f-leader.json" requests_per_sec)"
+    record "$1" "$2" cluster_leader_p99_ms "$(p99_ms "$f-leader.json")"
+    cluster_put_run "$1" throughput-all "$(cluster_endpoints)" "$f-all.json" --conns="$CONNS" \
+        --clients="$CLIENTS" --total="$PUTS" --key-space-size="$PUTS" || return 1
+    record "$1" "$2" cluster_all_qps "$(json_num "$f-all.json" requests_per_sec)"
+    record "$1" "$2" cluster_all_p99_ms "$(p99_ms "$f-all.json")"
+    cluster_discard
+    record "$1" "$2" cluster_stop_secs "$STOP_SECS"
+}
+
 run_workload() {
     local workload=$1 round=$2 side
     CURRENT_WORKLOAD=$workload
@@ -495,6 +734,12 @@ run_workload() {
         if ! "wl_${workload//-/_}" "$side" "$round"; then
             fail "$side" "$round" "$workload did not complete (see the log above)"
             if [ -n "$SRV_PID" ]; then server_discard; fi
+            if [ ${#CL_PIDS[@]} -gt 0 ]; then
+                log "$side cluster log tails (full logs: $CL_LOG_DEST):"
+                cluster_tails 20
+                cluster_save_logs "$CL_LOG_DEST"
+                cluster_discard
+            fi
         fi
     done
 }
@@ -503,6 +748,7 @@ run_workload() {
 # Report
 
 WATCH_SHAPE="$WATCHERS watchers/$WATCH_STREAMS streams, $WATCH_PUTS puts"
+CLIENTS_SHAPE="$CLIENTS clients/$CONNS conns"
 # metric|unit|goal (comparison and ratio, or "-")|description
 METRICS=(
     "put_latency_mean_ms|ms|<=0.65|single put, 1 client: mean latency"
@@ -527,10 +773,20 @@ METRICS=(
     "restart_load_qps|req/s|-|loading the $RESTART_KEYS keys: requests/sec"
     "restart_stop_secs|s|-|SIGTERM to exit after the load"
     "restart_data_dir_mib|MiB|-|data dir size after the load"
+    "cluster_lat_mean_ms|ms|<=0.65|3 members, put to the leader, 1 client: mean latency"
+    "cluster_lat_p99_ms|ms|<=0.65|3 members, put to the leader, 1 client: p99 latency"
+    "cluster_lat_qps|req/s|-|3 members, put to the leader, 1 client: requests/sec"
+    "cluster_leader_qps|req/s|>=2|3 members, $PUTS puts to the leader, $CLIENTS_SHAPE: req/sec"
+    "cluster_leader_p99_ms|ms|-|3 members, $PUTS puts to the leader: p99 latency"
+    "cluster_all_qps|req/s|>=2|3 members, $PUTS puts over all members, $CLIENTS_SHAPE: req/sec"
+    "cluster_all_p99_ms|ms|-|3 members, $PUTS puts over all members: p99 latency"
+    "cluster_start_secs|s|-|3 members: first spawn until all serve and agree on a leader"
+    "cluster_stop_secs|s|-|3 members: SIGTERM to all until the last exited"
 )
 
 metric_workload() {
     case $1 in
+    cluster_*) echo cluster ;;
     put_latency_*) echo latency ;;
     put_* | rss_* | peak_*) echo throughput ;;
     range_*) echo reads ;;

@@ -15,6 +15,7 @@ const PROTO_FILES: &[&str] = &[
     "authpb/auth.proto",
     "etcdserverpb/rpc.proto",
     "etcdserverpb/raft_internal.proto",
+    "etcdserverpb/etcdserver.proto",
     "v3lockpb/v3lock.proto",
     "v3electionpb/v3election.proto",
 ];

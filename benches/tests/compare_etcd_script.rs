@@ -9,7 +9,7 @@ use std::process::Command;
 use serde_json::Value;
 
 /// Every row the script reports, in its order.
-const METRICS: [&str; 22] = [
+const METRICS: [&str; 31] = [
     "put_latency_mean_ms",
     "put_latency_p99_ms",
     "put_latency_qps",
@@ -32,6 +32,15 @@ const METRICS: [&str; 22] = [
     "restart_load_qps",
     "restart_stop_secs",
     "restart_data_dir_mib",
+    "cluster_lat_mean_ms",
+    "cluster_lat_p99_ms",
+    "cluster_lat_qps",
+    "cluster_leader_qps",
+    "cluster_leader_p99_ms",
+    "cluster_all_qps",
+    "cluster_all_p99_ms",
+    "cluster_start_secs",
+    "cluster_stop_secs",
 ];
 
 /// `$OXCD_ETCD_BIN` (as the compatibility tests use it), else `etcd` from PATH.
@@ -119,6 +128,9 @@ fn quick_run_reports_every_metric() {
         "watch_flood_events_per_sec",
         "keepalive_qps",
         "restart_load_qps",
+        "cluster_lat_qps",
+        "cluster_leader_qps",
+        "cluster_all_qps",
     ] {
         assert!(
             results[throughput]["etcd"].as_f64() > Some(0.0),

@@ -596,3 +596,49 @@ fn hash_follows_content() {
         two.hash(skip_5).expect("hash")
     );
 }
+
+// replace_with swaps the whole database for another bbolt file: new readers and writers see
+// only the new contents, a reader opened before keeps the old ones, the source file is gone,
+// and a source that is not a database is refused with the old contents left in place.
+#[test]
+fn replace_with_installs_another_database() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let backend = open(config(dir.path()));
+    put(&backend, b"old", b"1");
+    backend.force_commit().expect("commit");
+    let other_dir = dir.path().join("other");
+    std::fs::create_dir(&other_dir).expect("mkdir");
+    let other = open(config(&other_dir));
+    put(&other, b"new", b"2");
+    other.close().expect("close other");
+    let src = dir.path().join("0000000000000007.snap.db");
+    std::fs::rename(other_dir.join("db"), &src).expect("move");
+    let garbage = dir.path().join("garbage.snap.db");
+    std::fs::write(&garbage, b"not a database").expect("write");
+    assert!(backend.replace_with(&garbage).is_err());
+    assert_eq!(
+        read_all(&backend, BUCKET),
+        vec![(b"old".to_vec(), b"1".to_vec())]
+    );
+
+    let before = backend.read_tx().expect("read tx");
+    put(&backend, b"pending", b"lost-or-not");
+    backend.replace_with(&src).expect("replace");
+    assert!(!src.exists());
+    assert_eq!(
+        read_all(&backend, BUCKET),
+        vec![(b"new".to_vec(), b"2".to_vec())]
+    );
+    assert_eq!(
+        before.get(BUCKET, b"old").expect("old read"),
+        Some(&b"1"[..])
+    );
+    drop(before);
+    put(&backend, b"later", b"3");
+    backend.force_commit().expect("commit");
+    let keys: Vec<_> = read_all(&backend, BUCKET)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(keys, vec![b"later".to_vec(), b"new".to_vec()]);
+}

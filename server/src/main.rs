@@ -1,8 +1,9 @@
 //! `oxcd`: the server binary. It reads etcd's flags, `ETCD_*` variables and config file
 //! (`oxcd_server::config`), answering `--help` and `--version` as etcd does and refusing a bad
 //! configuration with etcd's message and exit code; then it starts the member
-//! (`oxcd_server::etcdserver`), waits until it leads or follows a leader and has applied its
-//! log, logs etcd's milestone lines, and serves clients until SIGTERM or SIGINT.
+//! (`oxcd_server::etcdserver`), publishes its name and client URLs through raft (which needs a
+//! leader and applies only after the log before it), logs etcd's milestone lines, and serves
+//! clients until SIGTERM or SIGINT.
 #![forbid(unsafe_code)]
 
 use std::time::Duration;
@@ -81,14 +82,9 @@ fn run(cfg: &Config) -> Result<(), String> {
     let result = runtime.block_on(async move {
         let mut raft_done = raft_done_rx;
         tokio::select! {
-            ready = wait_ready(&server) => ready?,
+            () = publish(&server, cfg) => {}
             ended = &mut raft_done => return Err(raft_end_message(ended)),
         }
-        tracing::info!(
-            member = format!("{:x}", server.member_id()),
-            cluster = format!("{:x}", server.cluster_id()),
-            "published local member to cluster through raft"
-        );
         tracing::info!(
             "enabled capabilities for version {}",
             oxcd_server::config::ETCD_API_VERSION
@@ -147,14 +143,31 @@ fn raft_end_message(ended: RaftEnd) -> String {
     }
 }
 
-/// Waits until a leader is known and the log as of start-up is applied.
-async fn wait_ready(server: &etcdserver::EtcdServer) -> Result<(), String> {
+/// Records this member's name and client URLs in the cluster through raft, retrying until it
+/// is applied (etcd's `publish`); etcd serves clients only after that.
+async fn publish(server: &etcdserver::EtcdServer, cfg: &Config) {
+    let client_urls: Vec<String> = cfg
+        .advertise_client_urls
+        .iter()
+        .map(|u| u.to_string())
+        .collect();
     loop {
-        if server.leader() != 0 && server.applied_index() >= server.commit_index() {
-            return Ok(());
+        match server.publish(&cfg.name, &client_urls).await {
+            Ok(()) => break,
+            // No leader yet: raft refused the proposal at once.
+            Err(etcdserver::ServerError::NoLeader) => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Err(e) => tracing::warn!(%e, "failed to publish local member to cluster through raft"),
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    tracing::info!(
+        member = format!("{:x}", server.member_id()),
+        "published {{Name:{} ClientURLs:[{}]}} to cluster {:x}",
+        cfg.name,
+        client_urls.join(" "),
+        server.cluster_id()
+    );
 }
 
 async fn shutdown_signal() -> &'static str {

@@ -25,8 +25,8 @@ const PACKAGES: &[&str] = &[
     "v3electionpb",
 ];
 
-/// etcd 3.4 types oxcd does not define: the v2 store request and its metadata.
-const ETCD_ONLY_MESSAGES: &[&str] = &[".etcdserverpb.Request", ".etcdserverpb.Metadata"];
+/// etcd 3.4 types oxcd does not define.
+const ETCD_ONLY_MESSAGES: &[&str] = &[];
 /// etcd 3.4 fields oxcd does not define (the v2 store request, reserved instead).
 const ETCD_ONLY_FIELDS: &[&str] = &[".etcdserverpb.InternalRaftRequest.v2"];
 

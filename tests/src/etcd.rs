@@ -34,10 +34,12 @@ pub const ETCD_VERSION: &str = "3.4.23";
 /// The member name every flavor is started with, so `member list` names match.
 pub const MEMBER_NAME: &str = "oxcd-test";
 
-const START_ATTEMPTS: usize = 3;
-const HEALTHY_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const START_ATTEMPTS: usize = 3;
+pub(crate) const HEALTHY_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// How many log lines [`Etcd::log_tail`] and the cluster's `log_tail` show.
+const LOG_TAIL_LINES: usize = 15;
 
 /// Which server a member runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -111,6 +113,22 @@ fn free_port() -> Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
+/// The server binary `flavor` runs and etcdctl, both checked to be [`ETCD_VERSION`] (the server
+/// only when it is real etcd).
+pub(crate) fn binaries(flavor: &Flavor) -> Result<(PathBuf, PathBuf)> {
+    let etcdctl = etcdctl_bin();
+    ensure_version(&etcdctl, "version", "etcd-client")?;
+    let server_bin = match flavor {
+        Flavor::Etcd => {
+            let etcd = etcd_bin();
+            ensure_version(&etcd, "--version", "etcd-server")?;
+            etcd
+        }
+        Flavor::Binary(path) => path.clone(),
+    };
+    Ok((server_bin, etcdctl))
+}
+
 /// Calls `probe` every [`POLL_INTERVAL`] until it yields a value or `timeout` passes.
 pub fn poll_until<T>(
     timeout: Duration,
@@ -145,16 +163,7 @@ impl Etcd {
     /// `--quota-backend-bytes=2097152`) to the standard flags; they are kept for
     /// [`Etcd::restart`].
     pub fn start_with_args(flavor: Flavor, extra_args: &[&str]) -> Result<Etcd> {
-        let etcdctl = etcdctl_bin();
-        ensure_version(&etcdctl, "version", "etcd-client")?;
-        let server_bin = match &flavor {
-            Flavor::Etcd => {
-                let etcd = etcd_bin();
-                ensure_version(&etcd, "--version", "etcd-server")?;
-                etcd
-            }
-            Flavor::Binary(path) => path.clone(),
-        };
+        let (server_bin, etcdctl) = binaries(&flavor)?;
         let mut last_error = Error::msg(format!("{} never started", flavor.name()));
         for _ in 0..START_ATTEMPTS {
             let mut member = Etcd {
@@ -274,30 +283,14 @@ impl Etcd {
 
     /// Like [`Etcd::ctl`], feeding `stdin` to etcdctl (for `txn`).
     pub fn ctl_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Result<String> {
-        let output = self.ctl_output(args, stdin)?;
-        if !output.status.success() {
-            bail!(
-                "etcdctl {} failed ({}): {}",
-                args.join(" "),
-                output.status,
-                String::from_utf8_lossy(&output.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        stdout_of(args, &self.ctl_output(args, stdin)?)
     }
 
     /// Runs `etcdctl --endpoints=<this member> ARGS...` (feeding `stdin` if given) and returns
     /// everything it did — stdout, stderr, exit status — whether it succeeded or not. Only
     /// failing to run etcdctl at all is an error.
     pub fn ctl_output(&self, args: &[&str], stdin: Option<&str>) -> Result<Output> {
-        let mut cmd = Command::new(&self.etcdctl);
-        cmd.env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={}", self.client_url))
-            .args(args);
-        Ok(match stdin {
-            None => cmd.stdin(Stdio::null()).output()?,
-            Some(text) => run_with_stdin(&mut cmd, text)?,
-        })
+        run_etcdctl(&self.etcdctl, &self.client_url, args, stdin)
     }
 
     /// Sends SIGTERM and waits (with a deadline) for the server to exit. Stopping a stopped
@@ -306,20 +299,7 @@ impl Etcd {
         let Some(mut child) = self.child.take() else {
             return Ok(());
         };
-        let name = self.flavor.name();
-        let pid = libc::pid_t::try_from(child.id())
-            .map_err(|_| Error::msg(format!("{name} pid {} out of range", child.id())))?;
-        signal_term(pid)?;
-        let waited = poll_until(
-            STOP_TIMEOUT,
-            &format!("{name} to exit after SIGTERM"),
-            || Ok(child.try_wait()?),
-        );
-        if waited.is_err() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        waited.map(|_| ()).map_err(|e| e.context(self.log_tail()))
+        terminate(&mut child, &self.flavor.name()).map_err(|e| e.context(self.log_tail()))
     }
 
     /// Sends SIGKILL and reaps the process: a crash, with no chance to flush or close anything.
@@ -337,14 +317,72 @@ impl Etcd {
 
     /// The last lines of the server's log, for error messages.
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        format!(
-            "{} log tail:\n{}",
-            self.flavor.name(),
-            lines[lines.len().saturating_sub(15)..].join("\n")
-        )
+        log_tail_of(&self.log_path(), &self.flavor.name())
     }
+}
+
+/// `NAME log tail:` and the last lines of the log file at `path` (nothing if it cannot be read).
+pub(crate) fn log_tail_of(path: &Path, name: &str) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    format!(
+        "{name} log tail:\n{}",
+        lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
+    )
+}
+
+/// Runs `ETCDCTL_API=3 etcdctl --endpoints=ENDPOINTS ARGS...` (feeding `stdin` if given) and
+/// returns everything it did; only failing to run it at all is an error.
+pub(crate) fn run_etcdctl(
+    etcdctl: &Path,
+    endpoints: &str,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Result<Output> {
+    let mut cmd = Command::new(etcdctl);
+    cmd.env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoints}"))
+        .args(args);
+    Ok(match stdin {
+        None => cmd.stdin(Stdio::null()).output()?,
+        Some(text) => run_with_stdin(&mut cmd, text)?,
+    })
+}
+
+/// etcdctl's stdout, or an error carrying its stderr when it exited non-zero.
+pub(crate) fn stdout_of(args: &[&str], output: &Output) -> Result<String> {
+    if !output.status.success() {
+        bail!(
+            "etcdctl {} failed ({}): {}",
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Sends SIGTERM to `child` and waits (with [`STOP_TIMEOUT`]) for it to exit; past the deadline
+/// it is SIGKILLed and the timeout is the error.
+pub(crate) fn terminate(child: &mut Child, name: &str) -> Result<()> {
+    // Once reaped (std keeps the status), the pid may belong to another process: never signal
+    // it. A child that has not been reaped keeps its pid, even as a zombie.
+    if child.try_wait()?.is_some() {
+        return Ok(());
+    }
+    let pid = libc::pid_t::try_from(child.id())
+        .map_err(|_| Error::msg(format!("{name} pid {} out of range", child.id())))?;
+    signal_term(pid)?;
+    let waited = poll_until(
+        STOP_TIMEOUT,
+        &format!("{name} to exit after SIGTERM"),
+        || Ok(child.try_wait()?),
+    );
+    if waited.is_err() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    waited.map(|_| ())
 }
 
 fn run_with_stdin(cmd: &mut Command, text: &str) -> Result<Output> {
@@ -360,8 +398,8 @@ fn run_with_stdin(cmd: &mut Command, text: &str) -> Result<Output> {
     Ok(child.wait_with_output()?)
 }
 
-/// Sends SIGTERM to `pid`. std has no safe way to send a signal other than SIGKILL, hence the
-/// crate's only `unsafe`.
+/// Sends SIGTERM to `pid`, which must be a child of ours not yet reaped (see [`terminate`]). std
+/// has no safe way to send a signal other than SIGKILL, hence the crate's only `unsafe`.
 #[allow(unsafe_code)]
 fn signal_term(pid: libc::pid_t) -> Result<()> {
     // SAFETY: kill(2) takes plain integers and touches no memory of ours; `pid` is our own child,

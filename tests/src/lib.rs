@@ -19,6 +19,7 @@
 // The one exception is sending SIGTERM to etcd (`etcd::signal_term`).
 #![deny(unsafe_code)]
 
+pub mod cluster;
 pub mod engine_io;
 pub mod error;
 pub mod etcd;

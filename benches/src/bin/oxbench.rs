@@ -36,7 +36,7 @@ use rand::RngCore;
     about = "A low-level benchmark tool for etcd v3 servers (oxcd, etcd)"
 )]
 struct Cli {
-    /// gRPC endpoints, comma separated.
+    /// gRPC endpoints, comma separated; connection i goes to endpoint i % N (round-robin).
     #[arg(
         long,
         global = true,

@@ -44,6 +44,26 @@ impl Core {
             .map_err(|e| self.fail(format!("reopen after defrag: {e}")))
     }
 
+    /// Replaces the database with the complete, synced file at `src` (a snapshot received
+    /// from a raft leader): commit pending writes, check that `src` opens, rename it over the
+    /// database, fsync the directory, open it. Like step 3 above, the rename is atomic. A
+    /// `src` that does not open (bad meta pages) is refused before anything changes.
+    pub(super) fn replace_with(&self, src: &Path) -> Result<()> {
+        let mut writer = self.lock_writer()?;
+        self.usable()?;
+        self.commit_locked(&mut writer, true)?;
+        if let Err(e) = Db::open(src, self.cfg.engine_options()) {
+            return self.resume(&mut writer, e.into());
+        }
+        let old_db = writer.db()?;
+        if let Err(e) = fs::rename(src, &self.cfg.path) {
+            return self.resume(&mut writer, Error::io(&self.cfg.path, e));
+        }
+        drop(old_db);
+        self.install(&mut writer)
+            .map_err(|e| self.fail(format!("reopen after replacing the database: {e}")))
+    }
+
     /// Goes back to writing the old file after a failed defrag; returns the defrag's error.
     fn resume(&self, writer: &mut Writer, error: Error) -> Result<()> {
         writer

@@ -211,6 +211,15 @@ impl Backend {
         self.handle.core.defrag()
     }
 
+    /// Replaces the whole database with the bbolt file at `src`, which is renamed over it
+    /// (etcd installs a snapshot received from the leader this way). Readers already open
+    /// keep the old contents; new ones see the new file. `src` must be on the same file
+    /// system, complete and synced; one that does not open is refused and the
+    /// database is left as it was.
+    pub fn replace_with(&self, src: &Path) -> Result<()> {
+        self.handle.core.replace_with(src)
+    }
+
     /// Size of the database in bytes as of the last commit or defrag: its high water mark ×
     /// page size (etcd's `Size()`, bbolt's `Tx.Size()`; the file itself may be longer).
     pub fn size(&self) -> u64 {

@@ -3,12 +3,22 @@
 //!
 //! etcd's answers that are not errors: a keep-alive for a missing lease answers TTL 0 and the
 //! stream stays open; TimeToLive of a missing lease answers TTL -1 and granted TTL 0.
+//!
+//! Only the leader's lessor knows deadlines (it alone expires leases), so a follower forwards
+//! keep-alives and TimeToLive to the leader, as etcd does. etcd forwards over its peer HTTP
+//! API; oxcd calls the same Lease RPC on the client URL the leader published, and answers with
+//! its own header.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::etcdserver::{Applied, EtcdServer};
+use crate::etcdserver::{Applied, EtcdServer, ServerError};
+use crate::pb::etcdserverpb::lease_client::LeaseClient;
 use crate::pb::etcdserverpb::lease_server::Lease;
 use crate::pb::etcdserverpb::{
     InternalRaftRequest, LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest,
@@ -22,11 +32,15 @@ const LEASE_OVERHEAD_BYTES: u64 = 64;
 /// The Lease service over one member.
 pub struct LeaseService {
     server: EtcdServer,
+    leader: Arc<LeaderLink>,
 }
 
 impl LeaseService {
     pub fn new(server: EtcdServer) -> LeaseService {
-        LeaseService { server }
+        LeaseService {
+            server,
+            leader: Arc::default(),
+        }
     }
 
     fn current_header(&self) -> Result<crate::pb::etcdserverpb::ResponseHeader, Status> {
@@ -35,10 +49,77 @@ impl LeaseService {
     }
 }
 
-/// Answers one keep-alive request (etcd's `LeaseRenew` on the leader).
-fn keep_alive(server: &EtcdServer, id: i64) -> Result<LeaseKeepAliveResponse, Status> {
+/// A follower's channel to the leader's client URL, reused while the leader stays.
+#[derive(Default)]
+struct LeaderLink(Mutex<Option<(String, Channel)>>);
+
+impl LeaderLink {
+    /// A Lease client on the current leader; `no leader` when none is known or it has not
+    /// published an http client URL.
+    fn client(&self, server: &EtcdServer) -> Result<LeaseClient<Channel>, Status> {
+        let leader = server.leader();
+        let url = server
+            .members()
+            .into_iter()
+            .find(|m| m.id == leader && leader != 0)
+            .and_then(|m| m.client_urls.into_iter().find(|u| u.starts_with("http://")))
+            .ok_or_else(|| crate::api::errors::to_status(&ServerError::NoLeader))?;
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((known, channel)) = &*slot {
+            if *known == url {
+                return Ok(LeaseClient::new(channel.clone()));
+            }
+        }
+        let channel = Channel::from_shared(url.clone())
+            .map_err(|e| Status::internal(format!("oxcd: bad leader URL {url}: {e}")))?
+            .connect_timeout(Duration::from_secs(1))
+            .connect_lazy();
+        *slot = Some((url, channel.clone()));
+        Ok(LeaseClient::new(channel))
+    }
+}
+
+/// True when this member's lessor decides deadlines.
+fn leads(server: &EtcdServer) -> bool {
+    server.leader() == server.member_id()
+}
+
+/// Runs `call` within the request timeout (etcd: `etcdserver: request timed out`).
+async fn within_timeout<T>(
+    server: &EtcdServer,
+    call: impl std::future::Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
+    match tokio::time::timeout(server.limits().request_timeout, call).await {
+        Ok(result) => result,
+        Err(_) => Err(crate::api::errors::to_status(&ServerError::Timeout)),
+    }
+}
+
+/// Answers one keep-alive request (etcd's `LeaseRenew`): on the leader from its lessor,
+/// elsewhere from the leader's.
+async fn keep_alive(
+    server: &EtcdServer,
+    leader: &LeaderLink,
+    id: i64,
+) -> Result<LeaseKeepAliveResponse, Status> {
+    let ttl = if leads(server) {
+        server.lessor().renew(id).unwrap_or(0)
+    } else {
+        let mut client = leader.client(server)?;
+        within_timeout(server, async move {
+            let request = LeaseKeepAliveRequest { id };
+            let mut answers = client
+                .lease_keep_alive(tokio_stream::iter([request]))
+                .await?
+                .into_inner();
+            match answers.message().await? {
+                Some(answer) => Ok(answer.ttl),
+                None => Err(crate::api::errors::to_status(&ServerError::NoLeader)),
+            }
+        })
+        .await?
+    };
     let rev = server.store().rev()?;
-    let ttl = server.lessor().renew(id).unwrap_or(0);
     Ok(LeaseKeepAliveResponse {
         header: Some(server.header(rev)),
         id,
@@ -102,13 +183,14 @@ impl Lease for LeaseService {
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(16);
         let server = self.server.clone();
+        let leader = Arc::clone(&self.leader);
         tokio::spawn(async move {
             loop {
                 let req = match inbound.message().await {
                     Ok(Some(req)) => req,
                     Ok(None) | Err(_) => return,
                 };
-                let answer = keep_alive(&server, req.id);
+                let answer = keep_alive(&server, &leader, req.id).await;
                 let failed = answer.is_err();
                 if tx.send(answer).await.is_err() || failed {
                     return;
@@ -123,6 +205,15 @@ impl Lease for LeaseService {
         request: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         let req = request.into_inner();
+        if !leads(&self.server) {
+            let mut client = self.leader.client(&self.server)?;
+            let mut response = within_timeout(&self.server, async move {
+                Ok(client.lease_time_to_live(req).await?.into_inner())
+            })
+            .await?;
+            response.header = Some(self.current_header()?);
+            return Ok(Response::new(response));
+        }
         let ttl = self.server.lessor().time_to_live(req.id);
         Ok(Response::new(LeaseTimeToLiveResponse {
             header: Some(self.current_header()?),

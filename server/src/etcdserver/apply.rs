@@ -29,7 +29,7 @@ use crate::mvcc::{kv, txn, Change, CompactionWait, MvccError, StoreWrite};
 use crate::pb::etcdserverpb::alarm_request::AlarmAction;
 use crate::pb::etcdserverpb::{
     AlarmMember, AlarmRequest, AlarmResponse, AlarmType, CompactionRequest, CompactionResponse,
-    InternalRaftRequest, LeaseGrantResponse, LeaseRevokeResponse,
+    InternalRaftRequest, LeaseGrantResponse, LeaseRevokeResponse, Request as V2Request,
 };
 use crate::raft::convert::{ConfChange, ConfChangeType};
 use crate::raft::{ApplyError, ReadyHandler};
@@ -54,18 +54,22 @@ pub(super) struct Applier {
     /// The store's consistent index, cached (only this applier raises it).
     consistent_index: u64,
     pub(super) reads: ReadTracker,
-    /// The messages raft wants sent; a one-member cluster has none (peers come with issue 5).
-    pub(super) outbox: Vec<raft::eraftpb::Message>,
+    /// Where raft's messages go: the peer transport (`None`: a member that has no peer
+    /// listener, whose messages are dropped).
+    pub(super) transport: Option<crate::raft::transport::Transport>,
 }
 
 impl Applier {
-    pub(super) fn new(shared: Arc<Shared>) -> Result<Applier, ServerError> {
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        transport: Option<crate::raft::transport::Transport>,
+    ) -> Result<Applier, ServerError> {
         let consistent_index = shared.store.consistent_index()?;
         Ok(Applier {
             shared,
             consistent_index,
             reads: ReadTracker::default(),
-            outbox: Vec::new(),
+            transport,
         })
     }
 
@@ -154,11 +158,15 @@ impl<'s> Batch<'s> {
     fn apply_normal(&mut self, entry: &pb::Entry) -> Result<(), ServerError> {
         let request = match InternalRaftRequest::decode(&entry.data[..]) {
             Ok(request) => request,
-            Err(err) => {
-                tracing::warn!(index = entry.index, %err, "skipping entry that is not an InternalRaftRequest");
-                self.write_for(entry)?;
-                return Ok(());
-            }
+            // etcd 3.4's fallback: a bare v2 store request (a member's publish).
+            Err(err) => match V2Request::decode(&entry.data[..]) {
+                Ok(request) => return self.apply_v2(request, entry),
+                Err(_) => {
+                    tracing::warn!(index = entry.index, %err, "skipping entry that is not an InternalRaftRequest");
+                    self.write_for(entry)?;
+                    return Ok(());
+                }
+            },
         };
         let id = request.header.as_ref().map_or(request.id, |h| h.id);
         let result = match self.apply_request(request, entry) {
@@ -167,6 +175,35 @@ impl<'s> Batch<'s> {
             other => other,
         };
         self.replies.push((id, result));
+        Ok(())
+    }
+
+    /// Applies the v2 requests etcd 3.4 proposes: a member's attributes (its publish) and the
+    /// cluster version. Any other v2 request is skipped, as oxcd has no v2 store.
+    fn apply_v2(&mut self, request: V2Request, entry: &pb::Entry) -> Result<(), ServerError> {
+        let shared = self.shared;
+        let write = self.write_for(entry)?;
+        let published = (request.method == "PUT")
+            .then(|| membership::parse_attributes_path(&request.path))
+            .flatten();
+        if let Some(id) = published {
+            let attributes: membership::Attributes =
+                serde_json::from_str(&request.val).unwrap_or_default();
+            match shared
+                .members
+                .set_attributes(id, attributes.name, attributes.client_urls)
+            {
+                Some(member) => membership::save(write.batch_tx()?, &member)?,
+                None => tracing::warn!(
+                    member = format!("{id:x}"),
+                    "skipped the attributes of a member not in the cluster"
+                ),
+            }
+            self.replies.push((request.id, Ok(Applied::Published)));
+        } else if request.method != "PUT" || request.path != "/0/version" {
+            tracing::warn!(index = entry.index, method = %request.method, path = %request.path,
+                "skipping a v2 request");
+        }
         Ok(())
     }
 
@@ -355,7 +392,18 @@ fn is_fatal(e: &MvccError) -> bool {
 
 impl ReadyHandler for Applier {
     fn send(&mut self, messages: Vec<raft::eraftpb::Message>) {
-        self.outbox.extend(messages);
+        let Some(transport) = &self.transport else {
+            return;
+        };
+        let (snapshots, messages): (Vec<_>, Vec<_>) = messages
+            .into_iter()
+            .partition(|m| m.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot);
+        if !messages.is_empty() {
+            transport.send(messages);
+        }
+        for message in snapshots {
+            super::snapshot::send(&self.shared, transport, message);
+        }
     }
 
     fn apply(&mut self, entries: &[pb::Entry]) -> Result<(), ApplyError> {
@@ -365,12 +413,10 @@ impl ReadyHandler for Applier {
     }
 
     fn restore(&mut self, snapshot: &pb::Snapshot) -> Result<(), ApplyError> {
-        // A single member never receives a snapshot; peers (issue 5) will send the db.
-        Err(format!(
-            "receiving a snapshot (index {}) from a leader is not supported yet",
-            snapshot.metadata.index
-        )
-        .into())
+        let installed = super::snapshot::install(&self.shared, snapshot.metadata.index)
+            .map_err(|e| Box::new(e) as ApplyError)?;
+        self.consistent_index = installed;
+        Ok(())
     }
 
     fn read_states(&mut self, states: Vec<ReadState>) {

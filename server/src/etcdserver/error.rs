@@ -39,6 +39,10 @@ pub enum ServerError {
     /// MoveLeader on a member that does not lead (etcd's `ErrNotLeader`).
     #[error("etcdserver: not leader")]
     NotLeader,
+    /// MoveLeader did not see the transferee lead within the request timeout (etcd's
+    /// `ErrTimeoutLeaderTransfer`; not in etcd's gRPC table, so clients see `Unknown`).
+    #[error("etcdserver: request timed out, leader transfer took too long")]
+    TimeoutLeaderTransfer,
     /// A raft or storage failure; the member stops.
     #[error("etcdserver: {0}")]
     Raft(String),

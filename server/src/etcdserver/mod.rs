@@ -16,6 +16,7 @@ mod error;
 mod idgen;
 mod raft_loop;
 mod server;
+mod snapshot;
 mod start;
 
 pub use error::ServerError;

@@ -15,19 +15,27 @@
 //! A failure of the WAL or the backend ends the loop with an error: nothing after it may be
 //! acknowledged, so the process exits (etcd panics in the same places).
 
+use std::collections::BTreeMap;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::sync::oneshot;
+
 use super::apply::{Applier, ReadWaiter};
 use super::error::ServerError;
 use super::server::{LoopRequest, Shared};
+use crate::raft::transport::PeerEvent;
 use crate::raft::RaftNode;
 
 /// etcd's `SnapshotCatchUpEntries`: entries kept in memory behind a snapshot for slow followers.
 const SNAPSHOT_CATCH_UP_ENTRIES: u64 = 5_000;
 /// Most requests taken from the channel before stepping raft.
 const MAX_REQUESTS_PER_STEP: usize = 16_384;
+/// etcd's `readIndexRetryTime`: a read index request unanswered this long is sent again (raft
+/// drops one that reaches a leader before it has committed an entry of its term, or that
+/// meets no leader).
+const READ_INDEX_RETRY: Duration = Duration::from_millis(500);
 
 /// The loop's configuration.
 pub(super) struct LoopConfig {
@@ -50,7 +58,14 @@ pub(super) struct RaftLoop {
     pub(super) last_snapshot_index: u64,
     pending_reads: Vec<ReadWaiter>,
     read_seq: u64,
-    read_sent_at: Option<Instant>,
+    /// When the read index request in flight was first sent, and last sent.
+    read_sent_at: Option<(Instant, Instant)>,
+    /// The peers the transport knows, by ID, with their URLs.
+    peers: BTreeMap<u64, Vec<String>>,
+    /// The membership generation `peers` reflects.
+    members_seen: Option<u64>,
+    /// MoveLeader requests waiting for their transferee to lead.
+    moving_leader: Vec<(u64, oneshot::Sender<Result<(), ServerError>>)>,
 }
 
 impl RaftLoop {
@@ -70,6 +85,9 @@ impl RaftLoop {
             pending_reads: Vec::new(),
             read_seq: 0,
             read_sent_at: None,
+            peers: BTreeMap::new(),
+            members_seen: None,
+            moving_leader: Vec::new(),
         }
     }
 
@@ -84,6 +102,9 @@ impl RaftLoop {
         self.shared().waiters.fail_all();
         for waiter in self.pending_reads.drain(..) {
             let _ = waiter.send(Err(ServerError::Stopped));
+        }
+        if let Some(transport) = &self.applier.transport {
+            transport.stop();
         }
         result?;
         self.applier.shared.store.force_commit()?;
@@ -102,16 +123,23 @@ impl RaftLoop {
         let mut next_tick = Instant::now() + self.cfg.tick;
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
-            match self.requests.recv_timeout(wait) {
-                Ok(request) => self.handle(request),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return Ok(()),
-            }
+            let mut stop = match self.requests.recv_timeout(wait) {
+                Ok(request) => self.handle(request)?,
+                Err(RecvTimeoutError::Timeout) => false,
+                Err(RecvTimeoutError::Disconnected) => true,
+            };
             for _ in 0..MAX_REQUESTS_PER_STEP {
+                if stop {
+                    break;
+                }
                 match self.requests.try_recv() {
-                    Ok(request) => self.handle(request),
+                    Ok(request) => stop = self.handle(request)?,
                     Err(_) => break,
                 }
+            }
+            if stop {
+                // Persist and apply what was proposed before the stop.
+                return self.step(0);
             }
             let mut ticks = 0;
             let now = Instant::now();
@@ -134,7 +162,8 @@ impl RaftLoop {
         voters == [self.node.id()]
     }
 
-    fn handle(&mut self, request: LoopRequest) {
+    /// Handles one request; true for [`LoopRequest::Stop`].
+    fn handle(&mut self, request: LoopRequest) -> Result<bool, ServerError> {
         match request {
             LoopRequest::Propose { id, data } => {
                 if self.node.propose(data).is_err() {
@@ -144,24 +173,102 @@ impl RaftLoop {
                 }
             }
             LoopRequest::ReadIndex(waiter) => self.pending_reads.push(waiter),
-            LoopRequest::MoveLeader { target, reply } => {
-                let result = if !self.node.is_leader() {
-                    Err(ServerError::NotLeader)
-                } else if target == self.node.id() {
-                    Ok(())
-                } else {
-                    Err(ServerError::BadLeaderTransferee)
-                };
-                let _ = reply.send(result);
+            LoopRequest::MoveLeader { target, reply } => self.move_leader(target, reply),
+            LoopRequest::Peer(event) => self.peer_event(event),
+            LoopRequest::Stop => return Ok(true),
+        }
+        Ok(false)
+    }
+
+    fn peer_event(&mut self, event: PeerEvent) {
+        match event {
+            PeerEvent::Messages(messages) => {
+                for message in messages {
+                    if let Err(e) = self.node.step(message) {
+                        tracing::debug!(%e, "ignored a peer message");
+                    }
+                }
+            }
+            PeerEvent::Unreachable(id) => self.node.report_unreachable(id),
+            PeerEvent::SnapshotStatus { to, ok } => self.node.report_snapshot(to, ok),
+            PeerEvent::Removed => {
+                tracing::error!("the member has been permanently removed from the cluster");
+                tracing::error!("the data-dir used by this member must be removed.");
             }
         }
+    }
+
+    /// Starts a leader transfer (etcd's `MoveLeader`); the reply goes out once `target` leads.
+    fn move_leader(&mut self, target: u64, reply: oneshot::Sender<Result<(), ServerError>>) {
+        if !self.node.is_leader() {
+            let _ = reply.send(Err(ServerError::NotLeader));
+        } else if target == self.node.id() {
+            let _ = reply.send(Ok(()));
+        } else if !self.node.conf_state().voters.contains(&target) {
+            let _ = reply.send(Err(ServerError::BadLeaderTransferee));
+        } else {
+            tracing::info!(
+                from = format!("{:x}", self.node.id()),
+                to = format!("{target:x}"),
+                "leadership transfer starting"
+            );
+            self.node.transfer_leader(target);
+            self.moving_leader.push((target, reply));
+        }
+    }
+
+    /// Answers MoveLeader requests whose transferee now leads; drops those whose caller gave up.
+    fn check_moved_leader(&mut self) {
+        let leader = self.node.leader_id();
+        self.moving_leader.retain_mut(|(target, reply)| {
+            if *target == leader {
+                let (done, _) = oneshot::channel();
+                let reply = std::mem::replace(reply, done);
+                let _ = reply.send(Ok(()));
+                return false;
+            }
+            !reply.is_closed()
+        });
+    }
+
+    /// Tells the transport about members added, removed or moved since the last look.
+    fn sync_peers(&mut self) {
+        let generation = self.shared().members.generation();
+        if self.members_seen == Some(generation) {
+            return;
+        }
+        self.members_seen = Some(generation);
+        let Some(transport) = self.applier.transport.clone() else {
+            return;
+        };
+        let me = self.node.id();
+        let members: BTreeMap<u64, Vec<String>> = self
+            .shared()
+            .members
+            .list()
+            .into_iter()
+            .filter(|m| m.id != me)
+            .map(|m| (m.id, m.peer_urls))
+            .collect();
+        for (id, urls) in &members {
+            match self.peers.get(id) {
+                Some(known) if known == urls => {}
+                Some(_) => transport.update_peer(*id, urls),
+                None => transport.add_peer(*id, urls),
+            }
+        }
+        for id in self.peers.keys() {
+            if !members.contains_key(id) {
+                transport.remove_peer(*id);
+            }
+        }
+        self.peers = members;
     }
 
     fn step(&mut self, ticks: usize) -> Result<(), ServerError> {
         self.send_read_index();
         self.node.step_ready(ticks, &mut self.applier)?;
-        // One member has no peers; issue 5 sends these.
-        self.applier.outbox.clear();
+        self.sync_peers();
         let hard_state = self.node.hard_state();
         self.shared().status.set(
             hard_state.term,
@@ -170,17 +277,30 @@ impl RaftLoop {
             self.node.applied_index(),
         );
         self.release_reads();
+        if !self.moving_leader.is_empty() {
+            self.check_moved_leader();
+        }
         self.maybe_snapshot()
     }
 
     fn send_read_index(&mut self) {
-        let stale = self
-            .read_sent_at
-            .is_some_and(|at| at.elapsed() > self.shared().limits.request_timeout);
-        if stale {
-            // No answer within the request timeout (lost leadership): its waiters have given
-            // up; free the slot for the reads queued since.
-            self.applier.reads.in_flight = None;
+        if self.applier.reads.in_flight.is_none() {
+            // Answered (or never sent).
+            self.read_sent_at = None;
+        }
+        if let Some((first, last)) = self.read_sent_at {
+            if first.elapsed() > self.shared().limits.request_timeout {
+                // No answer within the request timeout: its waiters have given up; free the
+                // slot for the reads queued since.
+                self.applier.reads.in_flight = None;
+                self.read_sent_at = None;
+            } else if let Some((ctx, _)) = &self.applier.reads.in_flight {
+                if last.elapsed() >= READ_INDEX_RETRY {
+                    self.node.read_index(ctx.clone());
+                    self.read_sent_at = Some((first, Instant::now()));
+                }
+                return;
+            }
         }
         if self.pending_reads.is_empty() || self.applier.reads.in_flight.is_some() {
             return;
@@ -195,7 +315,8 @@ impl RaftLoop {
         let ctx = self.read_seq.to_be_bytes().to_vec();
         self.node.read_index(ctx.clone());
         self.applier.reads.in_flight = Some((ctx, std::mem::take(&mut self.pending_reads)));
-        self.read_sent_at = Some(Instant::now());
+        let now = Instant::now();
+        self.read_sent_at = Some((now, now));
     }
 
     fn release_reads(&mut self) {
@@ -204,7 +325,6 @@ impl RaftLoop {
         if confirmed.is_empty() {
             return;
         }
-        self.read_sent_at = None;
         let mut waiting = Vec::new();
         for (index, waiters) in confirmed.drain(..) {
             if index <= applied {
@@ -220,6 +340,9 @@ impl RaftLoop {
 
     fn maybe_snapshot(&mut self) -> Result<(), ServerError> {
         let applied = self.node.applied_index();
+        // A snapshot received from the leader counts as the last one taken.
+        let received = self.node.storage().log().snapshot_metadata().index;
+        self.last_snapshot_index = self.last_snapshot_index.max(received);
         if applied.saturating_sub(self.last_snapshot_index) <= self.cfg.snapshot_count {
             return Ok(());
         }

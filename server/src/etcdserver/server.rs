@@ -41,6 +41,8 @@ pub enum Applied {
     Alarm(AlarmResponse),
     LeaseGrant(LeaseGrantResponse),
     LeaseRevoke(LeaseRevokeResponse),
+    /// This member's name and client URLs were recorded (`EtcdServer::publish`).
+    Published,
 }
 
 /// What one applied proposal answers.
@@ -119,6 +121,11 @@ impl Alarms {
             .collect()
     }
 
+    /// Replaces every alarm (a snapshot from the leader was installed).
+    pub(super) fn replace(&self, alarms: Vec<AlarmMember>) {
+        *self.write() = alarms;
+    }
+
     pub(super) fn no_space(&self) -> bool {
         !self.list(AlarmType::Nospace as i32, 0).is_empty()
     }
@@ -128,41 +135,53 @@ impl Alarms {
     }
 }
 
-/// The members as applied, by ID, with this member's name and client URLs as its flags give
-/// them (etcd publishes those through raft; see `start::publish_local`).
+/// The members as applied, by ID. A member's name and client URLs are what it last published
+/// through raft (`EtcdServer::publish`); the bootstrap entries carry the initial members' names.
 #[derive(Default)]
 pub(super) struct Members {
     members: RwLock<Vec<Member>>,
-    /// This member's ID, name and client URLs.
-    local: (u64, String, Vec<String>),
+    /// Bumped by every change, so the raft loop notices when peers must be updated.
+    generation: AtomicU64,
 }
 
 impl Members {
-    pub(super) fn load(members: Vec<Member>, local: (u64, String, Vec<String>)) -> Members {
-        let loaded = Members {
-            members: RwLock::new(Vec::new()),
-            local,
-        };
+    pub(super) fn load(members: Vec<Member>) -> Members {
+        let loaded = Members::default();
         for member in members {
             loaded.add(member);
         }
         loaded
     }
 
-    pub(super) fn add(&self, mut member: Member) {
-        if member.id == self.local.0 {
-            member.name.clone_from(&self.local.1);
-            member.client_urls.clone_from(&self.local.2);
-        }
-        let mut members = self.members.write().unwrap_or_else(|p| p.into_inner());
+    pub(super) fn add(&self, member: Member) {
+        let mut members = self.write();
         members.retain(|m| m.id != member.id);
         members.push(member);
         members.sort_by_key(|m| m.id);
     }
 
     pub(super) fn remove(&self, id: u64) {
-        let mut members = self.members.write().unwrap_or_else(|p| p.into_inner());
-        members.retain(|m| m.id != id);
+        self.write().retain(|m| m.id != id);
+    }
+
+    /// Replaces every member (a snapshot from the leader was installed).
+    pub(super) fn replace_all(&self, mut members: Vec<Member>) {
+        members.sort_by_key(|m| m.id);
+        *self.write() = members;
+    }
+
+    /// Records what member `id` published; the updated member, or `None` if it is unknown.
+    pub(super) fn set_attributes(
+        &self,
+        id: u64,
+        name: String,
+        client_urls: Vec<String>,
+    ) -> Option<Member> {
+        let mut members = self.write();
+        let member = members.iter_mut().find(|m| m.id == id)?;
+        member.name = name;
+        member.client_urls = client_urls;
+        Some(member.clone())
     }
 
     pub(super) fn list(&self) -> Vec<Member> {
@@ -170,6 +189,16 @@ impl Members {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Changes so far (see the field).
+    pub(super) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Vec<Member>> {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.members.write().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -193,8 +222,14 @@ impl RaftStatus {
 
 /// Requests to the raft loop thread.
 pub(super) enum LoopRequest {
-    /// Propose this encoded `InternalRaftRequest`; its waiter is registered.
+    /// Propose this encoded `InternalRaftRequest` (or v2 `Request`); its waiter is registered.
     Propose { id: u64, data: Vec<u8> },
+    /// Something happened on the peer transport (messages arrived, a peer is unreachable, a
+    /// snapshot send ended).
+    Peer(crate::raft::transport::PeerEvent),
+    /// Stop: the loop ends after this request (the transport holds senders of its own, so the
+    /// channel never closes while peers run).
+    Stop,
     /// Find a read index; the reply comes once the applied index reaches it.
     ReadIndex(super::apply::ReadWaiter),
     /// Transfer leadership to this member.
@@ -358,6 +393,11 @@ impl EtcdServer {
         if data.len() as u64 > self.shared.limits.max_request_bytes {
             return Err(ServerError::RequestTooLarge);
         }
+        self.propose_encoded(id, data).await
+    }
+
+    /// Proposes an encoded entry whose request ID is `id` and waits for its result.
+    async fn propose_encoded(&self, id: u64, data: Vec<u8>) -> ApplyResult {
         let rx = self.shared.waiters.register(id);
         if let Err(e) = self.send(LoopRequest::Propose { id, data }) {
             self.shared.waiters.cancel(id);
@@ -371,6 +411,23 @@ impl EtcdServer {
                 Err(ServerError::Timeout)
             }
         }
+    }
+
+    /// Records this member's `name` and `client_urls` in the cluster through raft (etcd's
+    /// `publish`: a v2 PUT of `/0/members/<ID>/attributes`, which etcd 3.4 can apply too).
+    /// Retried by the caller until it succeeds; etcd serves clients only after it has.
+    pub async fn publish(&self, name: &str, client_urls: &[String]) -> Result<(), ServerError> {
+        let id = self.shared.ids.next();
+        let request = crate::pb::etcdserverpb::Request {
+            id,
+            method: "PUT".to_string(),
+            path: crate::membership::attributes_path(self.member_id()),
+            val: crate::membership::attributes_json(name, client_urls),
+            ..Default::default()
+        };
+        self.propose_encoded(id, request.encode_to_vec())
+            .await
+            .map(|_| ())
     }
 
     /// Waits until this member may serve a linearizable read (etcd's `linearizableReadNotify`).
@@ -425,16 +482,20 @@ impl EtcdServer {
         match tokio::time::timeout(self.shared.limits.request_timeout, rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(ServerError::Stopped),
-            Err(_) => Err(ServerError::Timeout),
+            Err(_) => Err(ServerError::TimeoutLeaderTransfer),
         }
     }
 
-    /// Stops accepting requests: the raft loop ends once it has drained its channel.
+    /// Stops accepting requests: the raft loop ends once it has handled what was queued.
     pub fn stop(&self) {
-        self.shared
+        let sender = self
+            .shared
             .to_loop
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
+        if let Some(sender) = sender {
+            let _ = sender.send(LoopRequest::Stop);
+        }
     }
 }

@@ -20,12 +20,15 @@ use super::apply::Applier;
 use super::error::ServerError;
 use super::idgen::IdGenerator;
 use super::raft_loop::{LoopConfig, RaftLoop};
-use super::server::{Alarms, EtcdServer, Limits, Members, RaftStatus, Shared, Waiters};
-use crate::config::Config;
+use super::server::{
+    Alarms, EtcdServer, Limits, LoopRequest, Members, RaftStatus, Shared, Waiters,
+};
+use crate::config::{BindAddr, Config};
 use crate::lease::{min_lease_ttl, Lessor};
 use crate::membership::{self, Member};
 use crate::mvcc::Store;
 use crate::pb::etcdserverpb::AlarmMember;
+use crate::raft::transport::{Transport, TransportConfig};
 use crate::raft::{wal_exists, NodeConfig, Peer, RaftNode};
 use crate::schema;
 
@@ -48,23 +51,31 @@ pub struct Started {
 
 /// Starts the member `cfg` describes. See the module doc.
 pub fn start(cfg: &Config) -> Result<Started, ServerError> {
+    let peer_listeners = bind_peer_listeners(cfg)?;
     let wal_dir = cfg.wal_dir();
     let snap_dir = cfg.snap_dir();
     std::fs::create_dir_all(&snap_dir)
         .map_err(|e| ServerError::Internal(format!("cannot create {}: {e}", snap_dir.display())))?;
-    let mut node_cfg = NodeConfig::new(0, wal_dir.clone(), snap_dir);
+    let mut node_cfg = NodeConfig::new(0, wal_dir.clone(), snap_dir.clone());
     node_cfg.heartbeat_tick = 1;
     node_cfg.election_tick = cfg.election_ticks().max(2) as usize;
     node_cfg.wal_options = WalOptions {
         max_wals: keep_limit(cfg.max_wals),
         ..WalOptions::default()
     };
-    let (node, member_id, cluster_id) = if wal_exists(&wal_dir) {
+    remove_partial_snapshots(&snap_dir);
+    let (node, member_id, cluster_id, snapshot_index) = if wal_exists(&wal_dir) {
         restart_node(node_cfg)?
     } else {
-        bootstrap_node(cfg, node_cfg)?
+        let (node, member_id, cluster_id) = bootstrap_node(cfg, node_cfg)?;
+        (node, member_id, cluster_id, 0)
     };
     let backend = Backend::open(BackendConfig::new(cfg.backend_path()))?;
+    super::snapshot::finish_interrupted_install(
+        &backend,
+        stored_consistent_index(&backend)?,
+        snapshot_index,
+    )?;
     let store = Store::open(backend)?;
     record_versions(&store)?;
     let read = store.backend().read_tx()?;
@@ -84,11 +95,11 @@ pub fn start(cfg: &Config) -> Result<Started, ServerError> {
         store,
         member_id,
         cluster_id,
-        members: Members::load(members, local_attributes(cfg, member_id)),
+        members: Members::load(members),
         alarms: Alarms::load(alarms),
         status: RaftStatus::default(),
         waiters: Waiters::default(),
-        to_loop: Mutex::new(Some(to_loop)),
+        to_loop: Mutex::new(Some(to_loop.clone())),
         ids: IdGenerator::new(member_id),
         limits: Limits {
             max_request_bytes: cfg.max_request_bytes,
@@ -103,7 +114,25 @@ pub fn start(cfg: &Config) -> Result<Started, ServerError> {
             cfg.election_ticks() * cfg.heartbeat_interval_ms,
         ),
     });
-    let applier = Applier::new(Arc::clone(&shared))?;
+    let transport = Transport::start(
+        TransportConfig {
+            member_id,
+            cluster_id,
+            advertised_urls: cfg
+                .initial_advertise_peer_urls
+                .iter()
+                .map(|u| u.to_string())
+                .collect(),
+            snap_dir,
+        },
+        peer_listeners,
+        Arc::new(move |event| {
+            // The loop has stopped when this fails; the transport is stopping too.
+            let _ = to_loop.send(LoopRequest::Peer(event));
+        }),
+    )
+    .map_err(|e| ServerError::Internal(format!("cannot start the peer transport: {e}")))?;
+    let applier = Applier::new(Arc::clone(&shared), Some(transport))?;
     let raft_loop = RaftLoop::new(
         node,
         applier,
@@ -133,7 +162,37 @@ fn keep_limit(setting: u64) -> usize {
     }
 }
 
-fn restart_node(node_cfg: NodeConfig) -> Result<(RaftNode, u64, u64), ServerError> {
+/// Deletes `member/snap/tmp*`: snapshot databases whose transfer a crash interrupted.
+fn remove_partial_snapshots(snap_dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(snap_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with("tmp") {
+            let path = entry.path();
+            match std::fs::remove_file(&path) {
+                Ok(()) => tracing::info!(path = %path.display(), "removed a partial snapshot"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), %e, "cannot remove a partial snapshot")
+                }
+            }
+        }
+    }
+}
+
+/// The consistent index recorded in the backend's `meta` bucket (0 when none).
+fn stored_consistent_index(backend: &Backend) -> Result<u64, ServerError> {
+    let read = backend.read_tx()?;
+    let index = read
+        .get(schema::META, schema::META_CONSISTENT_INDEX)?
+        .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
+        .map_or(0, u64::from_be_bytes);
+    Ok(index)
+}
+
+/// Restarts from the WAL; returns the node, member and cluster IDs and the index of the
+/// snapshot raft restarted from (0: none).
+fn restart_node(node_cfg: NodeConfig) -> Result<(RaftNode, u64, u64, u64), ServerError> {
     let mut ids = (0, 0);
     let (node, restored) = RaftNode::restart_as(&node_cfg, |metadata| {
         let metadata = WalMetadata::decode(metadata)
@@ -148,7 +207,8 @@ fn restart_node(node_cfg: NodeConfig) -> Result<(RaftNode, u64, u64), ServerErro
         commit = restored.hard_state.commit,
         "restarting member"
     );
-    Ok((node, member_id, cluster_id))
+    let snapshot_index = restored.snapshot.as_ref().map_or(0, |s| s.metadata.index);
+    Ok((node, member_id, cluster_id, snapshot_index))
 }
 
 fn bootstrap_node(
@@ -201,15 +261,42 @@ fn bootstrap_node(
     Ok((node, local, cluster_id))
 }
 
-/// This member's ID, name and client URLs from its flags. etcd publishes them through raft at
-/// every start; a single member simply takes them (issue 5 proposes them to peers).
-fn local_attributes(cfg: &Config, member_id: u64) -> (u64, String, Vec<String>) {
-    let client_urls = cfg
-        .advertise_client_urls
-        .iter()
-        .map(|u| u.to_string())
-        .collect();
-    (member_id, cfg.name.clone(), client_urls)
+/// Binds `--listen-peer-urls` before anything else starts, as etcd does, so a port in use
+/// fails the start with etcd's text.
+fn bind_peer_listeners(cfg: &Config) -> Result<Vec<std::net::TcpListener>, ServerError> {
+    let addrs = cfg
+        .peer_bind_addrs()
+        .map_err(|e| ServerError::Internal(e.to_string()))?;
+    let mut listeners = Vec::new();
+    for addr in addrs {
+        match addr {
+            BindAddr::Tcp(socket) => {
+                let listener = std::net::TcpListener::bind(socket).map_err(|e| {
+                    ServerError::Internal(format!("listen tcp {socket}: bind: {}", io_text(&e)))
+                })?;
+                tracing::info!(address = %socket, "listening for peers");
+                listeners.push(listener);
+            }
+            BindAddr::Unix(path) => {
+                return Err(ServerError::Internal(format!(
+                    "listen unix {path}: peer URLs over unix sockets are not supported"
+                )))
+            }
+        }
+    }
+    Ok(listeners)
+}
+
+/// An I/O error's text as Go prints it ("address already in use"), without Rust's
+/// "(os error N)" suffix.
+fn io_text(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = text.split(" (os error").next().unwrap_or(&text);
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => text.to_string(),
+    }
 }
 
 /// Writes what etcd records at start when missing: the auth store's revision (1, as a new auth
@@ -234,7 +321,7 @@ fn record_versions(store: &Store) -> Result<(), ServerError> {
     Ok(())
 }
 
-fn load_alarms(
+pub(super) fn load_alarms(
     tx: &oxcd_engine::backend::ConcurrentReadTx,
 ) -> Result<Vec<AlarmMember>, ServerError> {
     let mut alarms = Vec::new();

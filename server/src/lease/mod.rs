@@ -131,6 +131,9 @@ impl Lessor {
         key_leases: &[(Vec<u8>, i64)],
     ) -> Result<Vec<Vec<u8>>, oxcd_engine::backend::Error> {
         let mut state = self.lock();
+        // A snapshot installed from the leader replaces whatever was there.
+        state.leases.clear();
+        state.key_lease.clear();
         tx.for_each::<oxcd_engine::backend::Error>(schema::LEASE, |_, value| {
             if let Ok(record) = LeaseRecord::decode(value) {
                 state.leases.insert(

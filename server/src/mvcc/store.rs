@@ -34,6 +34,7 @@
 //! [`MvccError::Compacted`]. Values come from the reader's backend snapshot, taken before
 //! any delete that could affect a revision the check let through.
 
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
@@ -151,7 +152,8 @@ impl Inner {
 /// The MVCC store. See the module doc.
 pub struct Store {
     inner: Arc<Inner>,
-    compactor: Compactor,
+    /// Replaced, with the database, by [`Store::replace_db`].
+    compactor: Mutex<Compactor>,
     key_leases: Vec<(Vec<u8>, i64)>,
 }
 
@@ -185,7 +187,7 @@ impl Store {
         let compactor = Compactor::start(Arc::clone(&inner))?;
         let store = Store {
             inner,
-            compactor,
+            compactor: Mutex::new(compactor),
             key_leases: restored.key_leases,
         };
         if let Some(rev) = restored.scheduled_compact_rev {
@@ -273,7 +275,46 @@ impl Store {
         tx.release()?;
         // The schedule must be durable before any of its deletes is.
         self.inner.backend.force_commit()?;
-        self.compactor.schedule(rev)
+        self.compactor()?.schedule(rev)
+    }
+
+    fn compactor(&self) -> Result<MutexGuard<'_, Compactor>, MvccError> {
+        self.compactor
+            .lock()
+            .map_err(|_| MvccError::Poisoned { what: "compactor" })
+    }
+
+    /// Replaces everything the store holds with the bbolt file at `src`, a snapshot of the
+    /// leader's database (etcd's `applySnapshot`: open the received db, then `kv.Restore`):
+    /// stops the compactor between two batches, renames `src` over the database under the
+    /// writer lock, rebuilds the tree index and revisions from it, and starts a new compactor
+    /// (resuming the snapshot's scheduled compaction, if any). Returns the live keys with a
+    /// lease, for the lessor. The caller is the only writer and has no write open. A read
+    /// view taken before the swap keeps the old database but looks up the new index, so it
+    /// may fail; the API retries nothing, and only a member installing a snapshot sees this.
+    pub fn replace_db(&self, src: &Path) -> Result<Vec<(Vec<u8>, i64)>, MvccError> {
+        let mut compactor = self.compactor()?;
+        compactor.stop();
+        let writer = self.inner.lock_writer()?;
+        let backend = &self.inner.backend;
+        backend.replace_with(src)?;
+        let mut tx = backend.batch_tx()?;
+        for bucket in schema::ALL_BUCKETS {
+            tx.create_bucket(bucket)?;
+        }
+        tx.release()?;
+        backend.force_commit()?;
+        let restored = restore::restore(backend)?;
+        *self.inner.index_write()? = restored.index;
+        *self.inner.state_write()? = restored.state;
+        drop(writer);
+        *compactor = Compactor::start(Arc::clone(&self.inner))?;
+        drop(compactor);
+        if let Some(rev) = restored.scheduled_compact_rev {
+            // As at open: only a revision no longer valid can fail here.
+            let _ = self.compact(rev);
+        }
+        Ok(restored.key_leases)
     }
 
     /// The current revision.
@@ -332,12 +373,14 @@ impl Store {
     /// `scheduledCompactRev`). The backend stays open: its owner closes it. Idempotent; also
     /// done on drop.
     pub fn close(&self) {
-        self.compactor.stop();
+        if let Ok(compactor) = self.compactor.lock() {
+            compactor.stop();
+        }
     }
 }
 
 impl Drop for Store {
     fn drop(&mut self) {
-        self.compactor.stop();
+        self.close();
     }
 }

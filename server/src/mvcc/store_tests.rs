@@ -679,3 +679,46 @@ fn next_entry_gives_each_entry_a_revision_and_publishes_all_at_end() {
         Some(12u64.to_be_bytes().to_vec())
     );
 }
+
+#[test]
+fn replace_db_takes_on_another_stores_contents() {
+    // Proves a store switched to another database (a snapshot from the leader) answers from
+    // it alone: keys, revision, compaction revision, consistent index; and keeps writing.
+    let store = TestStore::new();
+    put(&store, "mine", "1");
+    put(&store, "mine", "2");
+    let mut leader = TestStore::new();
+    put(&leader, "theirs", "a");
+    put(&leader, "theirs", "b");
+    put(&leader, "theirs", "c");
+    leader.compact(2).unwrap().wait().unwrap();
+    {
+        let mut w = leader.write(42, 3).unwrap();
+        w.put(b"at-42", b"x", 0).unwrap();
+        w.end().unwrap();
+    }
+    leader.close();
+    let src = store.path().with_file_name("0000000000000042.snap.db");
+    std::fs::rename(leader.path(), &src).unwrap();
+
+    store.replace_db(&src).unwrap();
+    assert_eq!(get_at(&store, "mine", 0), None);
+    assert_eq!(get_at(&store, "theirs", 0).unwrap().value, b"c");
+    assert_eq!(store.rev().unwrap(), 5);
+    assert_eq!(store.compact_rev().unwrap(), 2);
+    assert_eq!(store.consistent_index().unwrap(), 42);
+    assert!(matches!(
+        store.range(
+            b"theirs",
+            &[],
+            &RangeOptions {
+                rev: 1,
+                ..RangeOptions::default()
+            }
+        ),
+        Err(MvccError::Compacted)
+    ));
+    assert_eq!(put(&store, "after", "y"), 6);
+    store.compact(4).unwrap().wait().unwrap();
+    assert_eq!(get_at(&store, "after", 0).unwrap().value, b"y");
+}

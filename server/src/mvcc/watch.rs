@@ -82,6 +82,18 @@ impl EventHub {
         self.rev.send_replace(rev);
     }
 
+    /// Forgets every event: the store was replaced by a snapshot and is now at `rev`. Watchers
+    /// behind it catch up from the new store's history.
+    pub fn reset(&self, rev: i64) {
+        {
+            let mut ring = self.lock();
+            ring.events.clear();
+            ring.covered_from = rev + 1;
+            ring.last_rev = rev;
+        }
+        self.rev.send_replace(rev);
+    }
+
     /// The last revision published.
     pub fn last_rev(&self) -> i64 {
         self.lock().last_rev

@@ -7,10 +7,11 @@
 //!   snapshots durable before raft-rs sees them as persisted;
 //! * [`node`]: [`RaftNode`], starting, restarting and the `Ready` loop step, with committed
 //!   entries handed to a [`ReadyHandler`];
-//! * `logger`: raft-rs's slog records forwarded to `tracing`.
+//! * `logger`: raft-rs's slog records forwarded to `tracing`;
+//! * [`transport`]: the peer transport, raft messages and snapshots between members over TCP
+//!   (our own framing, `transport/FORMAT.md`).
 //!
-//! No networking yet: messages for peers go to the handler. The `raft` crate is referred to as
-//! `::raft` throughout, to keep it apart from this module.
+//! The `raft` crate is referred to as `::raft` throughout, to keep it apart from this module.
 
 pub mod convert;
 mod error;
@@ -18,6 +19,7 @@ mod logger;
 pub mod memlog;
 pub mod node;
 pub mod storage;
+pub mod transport;
 
 #[cfg(test)]
 mod memlog_tests;

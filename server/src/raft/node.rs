@@ -234,6 +234,42 @@ impl RaftNode {
         Ok(self.raw.step(message)?)
     }
 
+    /// Tells raft that messages to `id` were lost (a leader then probes it instead of
+    /// streaming appends).
+    pub fn report_unreachable(&mut self, id: u64) {
+        self.raw.report_unreachable(id);
+    }
+
+    /// Tells raft how sending a snapshot to `id` ended.
+    pub fn report_snapshot(&mut self, id: u64, delivered: bool) {
+        let status = if delivered {
+            ::raft::SnapshotStatus::Finish
+        } else {
+            ::raft::SnapshotStatus::Failure
+        };
+        self.raw.report_snapshot(id, status);
+    }
+
+    /// Asks raft to hand leadership to `transferee` (a follower forwards the request to the
+    /// leader; the leader ignores unknown members, learners and itself).
+    pub fn transfer_leader(&mut self, transferee: u64) {
+        self.raw.transfer_leader(transferee);
+    }
+
+    /// The log index a leader knows `id` to have replicated (`None`: not a member, or this
+    /// member does not lead).
+    pub fn matched(&self, id: u64) -> Option<u64> {
+        if !self.is_leader() {
+            return None;
+        }
+        self.raw.raft.prs().get(id).map(|p| p.matched)
+    }
+
+    /// True if `id` is a learner in the applied configuration.
+    pub fn is_learner_member(&self, id: u64) -> bool {
+        self.conf_state.learners.contains(&id)
+    }
+
     /// Runs `ticks` ticks, then handles every pending `Ready` (module docs). Returns whether
     /// there was any. On error nothing of the failing `Ready` has been acknowledged to raft or
     /// sent after persisting; the node must be dropped (a failed WAL sync poisons the WAL).

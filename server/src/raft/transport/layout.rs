@@ -1,0 +1,109 @@
+//! The peer wire format's numbers, once: offsets and sizes of the hello, the reply and the frame,
+//! frame types, limits and timeouts. `FORMAT.md` next to this file is the prose version; the
+//! two must agree, and the compile-time asserts below pin the sizes the tables state.
+//!
+//! Pure constants; no code here reads or writes a socket.
+
+use std::time::Duration;
+
+/// The hello's first 8 bytes.
+pub const MAGIC: [u8; 8] = *b"OXCDPEER";
+/// The only protocol version this code speaks.
+pub const VERSION: u16 = 1;
+
+/// Hello field offsets (see FORMAT.md "Hello").
+pub const HELLO_MAGIC_OFFSET: usize = 0;
+pub const HELLO_VERSION_OFFSET: usize = 8;
+pub const HELLO_KIND_OFFSET: usize = 10;
+pub const HELLO_FLAGS_OFFSET: usize = 11;
+pub const HELLO_CLUSTER_ID_OFFSET: usize = 12;
+pub const HELLO_FROM_ID_OFFSET: usize = 20;
+pub const HELLO_TO_ID_OFFSET: usize = 28;
+pub const HELLO_URLS_LEN_OFFSET: usize = 36;
+/// Magic and version: what a receiver reads before deciding it understands the rest.
+pub const HELLO_PREFIX_SIZE: usize = HELLO_KIND_OFFSET;
+/// Everything before the URL bytes.
+pub const HELLO_FIXED_SIZE: usize = HELLO_URLS_LEN_OFFSET + 2;
+/// The longest URL field a `u16` length can describe.
+pub const HELLO_MAX_URLS_LEN: usize = u16::MAX as usize;
+
+/// Hello `kind` values.
+pub const KIND_MESSAGES: u8 = 1;
+pub const KIND_SNAPSHOT: u8 = 2;
+
+/// Reply field offsets and size (see FORMAT.md "Reply").
+pub const REPLY_STATUS_OFFSET: usize = 0;
+pub const REPLY_CLUSTER_ID_OFFSET: usize = 1;
+pub const REPLY_SIZE: usize = 9;
+
+/// Frame layout: `u32 len`, `u8 type`, payload, `u32 crc32c(type ‖ payload)`.
+pub const FRAME_LEN_SIZE: usize = 4;
+pub const FRAME_TYPE_SIZE: usize = 1;
+pub const FRAME_CRC_SIZE: usize = 4;
+/// Bytes a frame adds around its payload.
+pub const FRAME_OVERHEAD: usize = FRAME_LEN_SIZE + FRAME_TYPE_SIZE + FRAME_CRC_SIZE;
+/// The largest `len` (type + payload) a reader accepts.
+pub const MAX_FRAME_LEN: usize = 64 << 20;
+
+/// Messages-connection frame types.
+pub const FRAME_BATCH: u8 = 1;
+pub const FRAME_KEEPALIVE: u8 = 2;
+/// Snapshot-connection frame types.
+pub const FRAME_SNAP_HEADER: u8 = 10;
+pub const FRAME_SNAP_CHUNK: u8 = 11;
+pub const FRAME_SNAP_TRAILER: u8 = 12;
+pub const FRAME_SNAP_RESULT: u8 = 13;
+
+/// Batch payload: `u32 count`, then per message `u32 len` + bytes.
+pub const BATCH_COUNT_SIZE: usize = 4;
+pub const BATCH_MSG_LEN_SIZE: usize = 4;
+/// etcd's `streamBufSize`: the per-peer queue, and the most messages in one batch.
+pub const MAX_BATCH_MESSAGES: usize = 4096;
+/// A batch is closed once its payload reaches this many bytes.
+pub const BATCH_TARGET_SIZE: usize = 1 << 20;
+/// The longest single encoded message the sender puts in a batch.
+pub const MAX_MESSAGE_SIZE: usize = 32 << 20;
+
+/// Snapshot header payload: `u64 db_size` then the message.
+pub const SNAP_DB_SIZE_SIZE: usize = 8;
+/// The most db bytes in one chunk frame.
+pub const SNAP_CHUNK_SIZE: usize = 1 << 20;
+/// Trailer payload: SHA-256 of the db.
+pub const SNAP_TRAILER_SIZE: usize = 32;
+/// Result payload: `u8 ok` then text.
+pub const SNAP_RESULT_OK_SIZE: usize = 1;
+
+/// Timeouts (see FORMAT.md "Limits and timeouts").
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_millis(1500);
+pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+pub const SNAP_RESULT_TIMEOUT: Duration = Duration::from_secs(30);
+pub const BACKOFF_MIN: Duration = Duration::from_millis(50);
+pub const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// At most one `Unreachable` event per peer in this interval.
+pub const UNREACHABLE_INTERVAL: Duration = Duration::from_millis(100);
+
+const _: () = assert!(MAGIC.len() == 8);
+const _: () = assert!(HELLO_MAGIC_OFFSET + MAGIC.len() == HELLO_VERSION_OFFSET);
+const _: () = assert!(HELLO_VERSION_OFFSET + 2 == HELLO_KIND_OFFSET);
+const _: () = assert!(HELLO_KIND_OFFSET + 1 == HELLO_FLAGS_OFFSET);
+const _: () = assert!(HELLO_FLAGS_OFFSET + 1 == HELLO_CLUSTER_ID_OFFSET);
+const _: () = assert!(HELLO_CLUSTER_ID_OFFSET + 8 == HELLO_FROM_ID_OFFSET);
+const _: () = assert!(HELLO_FROM_ID_OFFSET + 8 == HELLO_TO_ID_OFFSET);
+const _: () = assert!(HELLO_TO_ID_OFFSET + 8 == HELLO_URLS_LEN_OFFSET);
+const _: () = assert!(HELLO_PREFIX_SIZE == 10);
+const _: () = assert!(HELLO_FIXED_SIZE == 38);
+const _: () = assert!(REPLY_STATUS_OFFSET + 1 == REPLY_CLUSTER_ID_OFFSET);
+const _: () = assert!(REPLY_CLUSTER_ID_OFFSET + 8 == REPLY_SIZE);
+const _: () = assert!(FRAME_OVERHEAD == 9);
+const _: () = assert!(MAX_FRAME_LEN == 67_108_864);
+const _: () = assert!(MAX_FRAME_LEN <= u32::MAX as usize);
+// A full batch (target reached just before one more maximal message) fits in one frame.
+const _: () = assert!(
+    FRAME_TYPE_SIZE + BATCH_COUNT_SIZE + BATCH_TARGET_SIZE + BATCH_MSG_LEN_SIZE + MAX_MESSAGE_SIZE
+        <= MAX_FRAME_LEN
+);
+const _: () = assert!(FRAME_TYPE_SIZE + SNAP_CHUNK_SIZE <= MAX_FRAME_LEN);
+const _: () = assert!(SNAP_TRAILER_SIZE == 32);
