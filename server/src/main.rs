@@ -161,12 +161,16 @@ async fn publish(server: &etcdserver::EtcdServer, cfg: &Config) {
             Err(e) => tracing::warn!(%e, "failed to publish local member to cluster through raft"),
         }
     }
+    // etcd 3.5's wording (scripts wait on it) with 3.4's attribute text.
     tracing::info!(
-        member = format!("{:x}", server.member_id()),
-        "published {{Name:{} ClientURLs:[{}]}} to cluster {:x}",
-        cfg.name,
-        client_urls.join(" "),
-        server.cluster_id()
+        local_member_id = format!("{:x}", server.member_id()),
+        local_member_attributes = format!(
+            "{{Name:{} ClientURLs:[{}]}}",
+            cfg.name,
+            client_urls.join(" ")
+        ),
+        cluster_id = format!("{:x}", server.cluster_id()),
+        "published local member to cluster through raft"
     );
 }
 
