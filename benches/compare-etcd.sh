@@ -356,22 +356,8 @@ server_start() {
 # Stops the server with SIGTERM (SIGKILL after 60 s) and sets STOP_SECS to how long it took.
 # Not to be run in a subshell: only this shell can reap the server.
 server_stop() {
-    local start waited=0
-    start=$(now_us)
-    STOP_SECS=0
-    [ -n "$SRV_PID" ] || return 0
-    kill -TERM "$SRV_PID" 2>/dev/null || true
-    while alive "$SRV_PID"; do
-        if [ $waited -eq 6000 ]; then
-            log "pid $SRV_PID ignored SIGTERM for 60 s; SIGKILL"
-            kill -KILL "$SRV_PID" 2>/dev/null || true
-        fi
-        sleep 0.01
-        waited=$((waited + 1))
-    done
-    wait "$SRV_PID" 2>/dev/null || true
+    stop_pids "$SRV_PID"
     SRV_PID=
-    STOP_SECS=$(awk -v us=$(($(now_us) - start)) 'BEGIN { printf "%.3f\n", us / 1e6 }')
 }
 
 # Stops the server and removes its data dir.
@@ -534,14 +520,22 @@ cluster_start() {
 # Stops every member with SIGTERM at once (SIGKILL after 60 s) and sets STOP_SECS to how long
 # the last one took. Not to be run in a subshell: only this shell can reap the members.
 cluster_stop() {
-    local start waited=0 pid
+    stop_pids "${CL_PIDS[@]}"
+    CL_PIDS=()
+}
+
+# SIGTERMs every pid given (SIGKILL after 60 s each), reaps them and sets STOP_SECS to how long
+# it took. Not to be run in a subshell: only this shell can reap its children.
+stop_pids() {
+    local start waited pid
     start=$(now_us)
     STOP_SECS=0
-    [ ${#CL_PIDS[@]} -gt 0 ] || return 0
-    for pid in "${CL_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${CL_PIDS[@]}"; do
+    [ $# -gt 0 ] && [ -n "$1" ] || return 0
+    for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "$@"; do
+        waited=0
         while alive "$pid"; do
-            if [ $waited -ge 6000 ]; then
+            if [ $waited -eq 6000 ]; then
                 log "pid $pid ignored SIGTERM for 60 s; SIGKILL"
                 kill -KILL "$pid" 2>/dev/null || true
             fi
@@ -550,7 +544,6 @@ cluster_stop() {
         done
         wait "$pid" 2>/dev/null || true
     done
-    CL_PIDS=()
     STOP_SECS=$(awk -v us=$(($(now_us) - start)) 'BEGIN { printf "%.3f\n", us / 1e6 }')
 }
 

@@ -145,7 +145,13 @@ fn killing_the_leader_under_load_loses_no_acknowledged_write() {
             "member {i} lacks acknowledged keys {missing:?}"
         );
     }
-    let rev = cluster.status(new_leader).unwrap().revision;
+    assert_same_hashkv(&cluster, new_leader);
+}
+
+/// Waits until every member reaches the revision member `leader` is at, then asserts they all
+/// have the same HashKV there.
+fn assert_same_hashkv(cluster: &Cluster, leader: usize) {
+    let rev = cluster.status(leader).unwrap().revision;
     let hashes = poll_until(WAIT, "every member at the same revision", || {
         let all = cluster.hashkv_all(rev)?;
         Ok(all.iter().all(|(_, _, r)| *r == rev).then_some(all))
@@ -258,14 +264,7 @@ fn a_follower_cut_off_past_the_log_catches_up_by_snapshot() {
         cluster.log_tail(follower)
     );
     cluster.ctl(follower, &["put", "after", "2"]).unwrap();
-    let rev = cluster.status(leader).unwrap().revision;
-    let hashes = poll_until(WAIT, "every member at the same revision", || {
-        let all = cluster.hashkv_all(rev)?;
-        Ok(all.iter().all(|(_, _, r)| *r == rev).then_some(all))
-    })
-    .unwrap();
-    let distinct: BTreeSet<u32> = hashes.iter().map(|(_, h, _)| *h).collect();
-    assert_eq!(distinct.len(), 1, "HashKV differs: {hashes:?}");
+    assert_same_hashkv(&cluster, leader);
 }
 
 /// Puts `bulk/0` .. `bulk/<n-1>` through `url`, 32 at a time.

@@ -99,9 +99,7 @@ pub(super) fn install(shared: &Shared, index: u64) -> Result<u64, ServerError> {
     let key_leases = store.replace_db(&path)?;
     let consistent_index = store.consistent_index()?;
     let read = store.backend().read_tx()?;
-    for key in shared.lessor.restore(&read, &key_leases)? {
-        tracing::warn!(key = %String::from_utf8_lossy(&key), "failed to attach a lease");
-    }
+    super::start::restore_leases(&shared.lessor, &read, &key_leases)?;
     shared.members.replace_all(membership::load(&read)?);
     shared.alarms.replace(super::start::load_alarms(&read)?);
     drop(read);

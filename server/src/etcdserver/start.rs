@@ -27,19 +27,10 @@ use crate::config::{BindAddr, Config};
 use crate::lease::{min_lease_ttl, Lessor};
 use crate::membership::{self, Member};
 use crate::mvcc::Store;
-use crate::pb::etcdserverpb::AlarmMember;
+use crate::pb::etcdserverpb::{AlarmMember, Metadata as WalMetadata};
 use crate::raft::transport::{Transport, TransportConfig};
 use crate::raft::{wal_exists, NodeConfig, Peer, RaftNode};
 use crate::schema;
-
-/// The WAL's metadata record (etcd's `etcdserverpb.Metadata`).
-#[derive(Clone, PartialEq, prost::Message)]
-struct WalMetadata {
-    #[prost(uint64, tag = "1")]
-    node_id: u64,
-    #[prost(uint64, tag = "2")]
-    cluster_id: u64,
-}
 
 /// A started member: the handle the API serves from and the raft loop thread.
 pub struct Started {
@@ -85,9 +76,7 @@ pub fn start(cfg: &Config) -> Result<Started, ServerError> {
         cfg.election_ticks(),
         cfg.heartbeat_interval_ms,
     ));
-    for key in lessor.restore(&read, store.restored_key_leases())? {
-        tracing::warn!(key = %String::from_utf8_lossy(&key), "failed to attach a lease");
-    }
+    restore_leases(&lessor, &read, store.restored_key_leases())?;
     drop(read);
     let hub = crate::mvcc::watch::EventHub::new(store.rev()?);
     let (to_loop, requests) = mpsc::channel();
@@ -318,6 +307,19 @@ fn record_versions(store: &Store) -> Result<(), ServerError> {
     }
     tx.put(schema::CLUSTER, schema::CLUSTER_VERSION, version.as_bytes())?;
     tx.release()?;
+    Ok(())
+}
+
+/// Loads the leases of the backend `read` views into `lessor`, attaching `key_leases`; keys
+/// whose lease is missing are logged, as etcd does.
+pub(super) fn restore_leases(
+    lessor: &Lessor,
+    read: &oxcd_engine::backend::ConcurrentReadTx,
+    key_leases: &[(Vec<u8>, i64)],
+) -> Result<(), ServerError> {
+    for key in lessor.restore(read, key_leases)? {
+        tracing::warn!(key = %String::from_utf8_lossy(&key), "failed to attach a lease");
+    }
     Ok(())
 }
 
