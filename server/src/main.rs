@@ -83,7 +83,7 @@ fn run(cfg: &Config) -> Result<(), String> {
         let mut raft_done = raft_done_rx;
         tokio::select! {
             () = publish(&server, cfg) => {}
-            ended = &mut raft_done => return Err(raft_end_message(ended)),
+            ended = &mut raft_done => return raft_end_outcome(ended),
         }
         tracing::info!(
             "enabled capabilities for version {}",
@@ -91,11 +91,11 @@ fn run(cfg: &Config) -> Result<(), String> {
         );
         tokio::spawn(etcdserver::compactor::run(server.clone(), cfg.auto_compaction));
         tokio::spawn(api::lease::run_expiry(server.clone()));
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<Option<String>>();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<Option<Result<(), String>>>();
         let watcher = tokio::spawn(async move {
             let outcome = tokio::select! {
                 signal = shutdown_signal() => { tracing::info!("received {signal}, shutting down"); None }
-                ended = &mut raft_done => Some(raft_end_message(ended)),
+                ended = &mut raft_done => Some(raft_end_outcome(ended)),
             };
             let _ = stop_tx.send(outcome.clone());
             (outcome, raft_done)
@@ -107,13 +107,13 @@ fn run(cfg: &Config) -> Result<(), String> {
             .await
             .map_err(|e| format!("cannot serve clients: {e}"))?;
         let (outcome, raft_done) = watcher.await.map_err(|e| e.to_string())?;
-        if let Some(fatal) = outcome {
-            return Err(fatal);
+        if let Some(ended) = outcome {
+            return ended;
         }
         server.stop();
         match raft_done.await {
             Ok(Ok(())) => Ok(()),
-            ended => Err(raft_end_message(ended)),
+            ended => raft_end_outcome(ended),
         }
     });
     started.server.store().close();
@@ -135,11 +135,17 @@ fn run(cfg: &Config) -> Result<(), String> {
 
 type RaftEnd = Result<Result<(), etcdserver::ServerError>, tokio::sync::oneshot::error::RecvError>;
 
-fn raft_end_message(ended: RaftEnd) -> String {
+/// What the raft loop ending by itself means for the process: a member removed from the
+/// cluster stops cleanly (exit 0, etcd's texts); anything else is fatal.
+fn raft_end_outcome(ended: RaftEnd) -> Result<(), String> {
     match ended {
-        Ok(Ok(())) => "the raft loop stopped".to_string(),
-        Ok(Err(e)) => format!("the raft loop failed: {e}"),
-        Err(_) => "the raft loop went away".to_string(),
+        Ok(Err(etcdserver::ServerError::MemberRemoved)) => {
+            tracing::info!("the data-dir used by this member must be removed.");
+            Ok(())
+        }
+        Ok(Ok(())) => Err("the raft loop stopped".to_string()),
+        Ok(Err(e)) => Err(format!("the raft loop failed: {e}")),
+        Err(_) => Err("the raft loop went away".to_string()),
     }
 }
 

@@ -1,15 +1,17 @@
-//! The Cluster service (etcd's `v3rpc/member.go`): MemberList over the applied membership.
-//! Adding, removing, updating and promoting members arrive with multi-member clusters
-//! (issue 5) and answer UNIMPLEMENTED until then.
+//! The Cluster service (etcd's `v3rpc/member.go`): MemberAdd, MemberRemove, MemberUpdate,
+//! MemberPromote and MemberList over the applied membership. Headers carry no revision, as
+//! etcd's Cluster service headers do not. Refusals go through the one error table
+//! (`api::errors::to_status`).
 
 use tonic::{Request, Response, Status};
 
+use super::errors::to_status;
 use crate::etcdserver::EtcdServer;
 use crate::pb::etcdserverpb::cluster_server::Cluster;
 use crate::pb::etcdserverpb::{
     Member, MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse,
     MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse,
-    MemberUpdateRequest, MemberUpdateResponse,
+    MemberUpdateRequest, MemberUpdateResponse, ResponseHeader,
 };
 
 /// The Cluster service over one member.
@@ -21,64 +23,100 @@ impl ClusterService {
     pub fn new(server: EtcdServer) -> ClusterService {
         ClusterService { server }
     }
+
+    /// etcd's Cluster header: cluster, member and term, no revision.
+    fn header(&self) -> Option<ResponseHeader> {
+        Some(self.server.header(0))
+    }
 }
 
-fn not_yet(what: &str) -> Status {
-    Status::unimplemented(format!(
-        "oxcd: {what} is not implemented yet (multi-member clusters)"
-    ))
+/// A membership record as the wire's `Member`.
+fn to_pb(member: crate::membership::Member) -> Member {
+    Member {
+        id: member.id,
+        name: member.name,
+        peer_ur_ls: member.peer_urls,
+        client_ur_ls: member.client_urls,
+        is_learner: member.is_learner,
+    }
+}
+
+fn to_pb_list(members: Vec<crate::membership::Member>) -> Vec<Member> {
+    members.into_iter().map(to_pb).collect()
 }
 
 #[tonic::async_trait]
 impl Cluster for ClusterService {
     async fn member_add(
         &self,
-        _: Request<MemberAddRequest>,
+        request: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
-        Err(not_yet("MemberAdd"))
+        let request = request.into_inner();
+        let (member, members) = self
+            .server
+            .add_member(&request.peer_ur_ls, request.is_learner)
+            .await
+            .map_err(|e| to_status(&e))?;
+        Ok(Response::new(MemberAddResponse {
+            header: self.header(),
+            member: Some(to_pb(member)),
+            members: to_pb_list(members),
+        }))
     }
 
     async fn member_remove(
         &self,
-        _: Request<MemberRemoveRequest>,
+        request: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
-        Err(not_yet("MemberRemove"))
+        let members = self
+            .server
+            .remove_member(request.into_inner().id)
+            .await
+            .map_err(|e| to_status(&e))?;
+        Ok(Response::new(MemberRemoveResponse {
+            header: self.header(),
+            members: to_pb_list(members),
+        }))
     }
 
     async fn member_update(
         &self,
-        _: Request<MemberUpdateRequest>,
+        request: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
-        Err(not_yet("MemberUpdate"))
+        let request = request.into_inner();
+        let members = self
+            .server
+            .update_member(request.id, request.peer_ur_ls)
+            .await
+            .map_err(|e| to_status(&e))?;
+        Ok(Response::new(MemberUpdateResponse {
+            header: self.header(),
+            members: to_pb_list(members),
+        }))
     }
 
     async fn member_list(
         &self,
         _: Request<MemberListRequest>,
     ) -> Result<Response<MemberListResponse>, Status> {
-        let members = self
-            .server
-            .members()
-            .into_iter()
-            .map(|m| Member {
-                id: m.id,
-                name: m.name,
-                peer_ur_ls: m.peer_urls,
-                client_ur_ls: m.client_urls,
-                is_learner: m.is_learner,
-            })
-            .collect();
-        // etcd's Cluster service header carries no revision.
         Ok(Response::new(MemberListResponse {
-            header: Some(self.server.header(0)),
-            members,
+            header: self.header(),
+            members: to_pb_list(self.server.members()),
         }))
     }
 
     async fn member_promote(
         &self,
-        _: Request<MemberPromoteRequest>,
+        request: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
-        Err(not_yet("MemberPromote"))
+        let members = self
+            .server
+            .promote_member(request.into_inner().id)
+            .await
+            .map_err(|e| to_status(&e))?;
+        Ok(Response::new(MemberPromoteResponse {
+            header: self.header(),
+            members: to_pb_list(members),
+        }))
     }
 }

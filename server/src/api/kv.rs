@@ -9,7 +9,7 @@
 
 use tonic::{Request, Response, Status};
 
-use super::errors::{received_message_too_large, GRPC_OVERHEAD_BYTES};
+use super::errors::{received_message_too_large, EtcdError, GRPC_OVERHEAD_BYTES};
 use crate::etcdserver::{Applied, EtcdServer};
 use crate::mvcc::{check, kv, txn};
 use crate::pb::etcdserverpb::kv_server::Kv;
@@ -78,6 +78,11 @@ impl Kv for KvService {
         request: Request<RangeRequest>,
     ) -> Result<Response<RangeResponse>, Status> {
         let req = request.into_inner();
+        // The learner gate (`serve::learner_gate`) lets Range through; a learner serves only
+        // serializable ones.
+        if !req.serializable && self.server.is_learner() {
+            return Err(EtcdError::NotSupportedForLearner.into());
+        }
         check::check_range_request(&req)?;
         if !req.serializable {
             self.server.read_barrier().await?;

@@ -108,7 +108,7 @@ impl Maintenance for MaintenanceService {
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         let store = self.server.store();
         let rev = store.rev()?;
-        let errors = self
+        let mut errors: Vec<String> = self
             .server
             .alarms()
             .iter()
@@ -117,17 +117,21 @@ impl Maintenance for MaintenanceService {
                 format!("memberID:{} alarm:{name} ", a.member_id)
             })
             .collect();
+        let leader = self.server.leader();
+        if leader == 0 {
+            errors.push(crate::etcdserver::ServerError::NoLeader.to_string());
+        }
         Ok(Response::new(StatusResponse {
             header: Some(self.server.header(rev)),
             version: server_version(),
             db_size: store.backend().size() as i64,
-            leader: self.server.leader(),
+            leader,
             raft_index: self.server.commit_index(),
             raft_term: self.server.term(),
             raft_applied_index: self.server.applied_index(),
             errors,
             db_size_in_use: store.backend().size_in_use() as i64,
-            is_learner: false,
+            is_learner: self.server.is_learner(),
         }))
     }
 

@@ -26,7 +26,7 @@ use tonic::transport::Server;
 use super::authority::AuthorityFix;
 use super::cluster::ClusterService;
 use super::election::ElectionService;
-use super::errors::GRPC_OVERHEAD_BYTES;
+use super::errors::{EtcdError, GRPC_OVERHEAD_BYTES};
 use super::kv::KvService;
 use super::lease::LeaseService;
 use super::lock::LockService;
@@ -57,7 +57,7 @@ pub fn routes(server: &EtcdServer) -> Routes {
         .route("/version", get(version))
         .fallback(unknown_service)
         .with_state(server.clone());
-    Routes::from(http)
+    let routes = Routes::from(http)
         .add_service(
             KvServer::new(KvService::new(server.clone()))
                 .max_decoding_message_size(recv_limit)
@@ -87,7 +87,35 @@ pub fn routes(server: &EtcdServer) -> Routes {
         .add_service(
             ElectionServer::new(ElectionService::new(server.clone()))
                 .max_decoding_message_size(recv_limit),
-        )
+        );
+    let gated = routes
+        .into_axum_router()
+        .layer(axum::middleware::from_fn_with_state(
+            server.clone(),
+            learner_gate,
+        ));
+    Routes::from(gated)
+}
+
+/// The gRPC methods a learner serves (etcd's `isRPCSupportedForLearner`); Range only when
+/// serializable, which the KV service checks.
+const LEARNER_METHODS: [&str; 2] = ["/etcdserverpb.Maintenance/Status", "/etcdserverpb.KV/Range"];
+
+/// etcd's learner interceptor: on a learner, every other gRPC call, streaming ones included,
+/// is refused with "etcdserver: rpc not supported for learner". HTTP endpoints are served.
+async fn learner_gate(
+    State(server): State<EtcdServer>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let is_grpc = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    if is_grpc && server.is_learner() && !LEARNER_METHODS.contains(&request.uri().path()) {
+        return tonic::Status::from(EtcdError::NotSupportedForLearner).into_http();
+    }
+    next.run(request).await
 }
 
 /// Binds every address first (so a bad address fails the start), then serves them all until

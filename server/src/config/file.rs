@@ -2,7 +2,14 @@
 //! (`embed.ConfigFromFile`): keys are the flag names (`name`, `data-dir`, `listen-client-urls`,
 //! `initial-cluster`, ...), matched case-insensitively as Go's JSON decoder matches them; a null
 //! value leaves the default; a YAML scalar is accepted for a text setting whatever its YAML type
-//! (`auto-compaction-retention: 1` means "1"); numeric settings need YAML integers in range.
+//! (`auto-compaction-retention: 1` means "1"); numeric settings need YAML integers in range;
+//! boolean settings (`pre-vote`, `strict-reconfig-check`, `initial-election-tick-advance`) need
+//! YAML booleans, including YAML 1.1's `yes`/`no`/`on`/`off`/`y`/`n`, which etcd's YAML library
+//! reads as booleans (a quoted `"true"` is a string and refused, as etcd refuses it).
+//!
+//! When several keys have the wrong type, the one reported is the first in key order, because
+//! etcd converts the YAML to JSON (whose object keys Go sorts) and Go's JSON decoder reports the
+//! earliest type error.
 //!
 //! URL lists are parsed after every key is read, in etcd's order (listen-peer, listen-client,
 //! initial-advertise-peer, advertise-client), so a file with several problems reports the one
@@ -47,13 +54,21 @@ pub(crate) fn settings_from_yaml(
             )))
         }
     };
+    let mut entries: Vec<(String, Value)> = mapping
+        .into_iter()
+        .map(|(key, value)| {
+            let key_text = match &key {
+                Value::String(text) => text.clone(),
+                other => scalar_text(other).unwrap_or_default(),
+            };
+            (key_text, value)
+        })
+        .collect();
+    // JSON key order, so the first type error is the one etcd reports (see the module docs).
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
     let mut url_texts: Vec<(&'static str, String)> = Vec::new();
     let mut ignored = Vec::new();
-    for (key, value) in mapping {
-        let key_text = match &key {
-            Value::String(text) => text.clone(),
-            other => scalar_text(other).unwrap_or_default(),
-        };
+    for (key_text, value) in entries {
         let spec = flags::FLAGS
             .iter()
             .find(|spec| spec.name != "config-file" && spec.name.eq_ignore_ascii_case(&key_text));
@@ -110,6 +125,7 @@ fn typed_text(name: &str, kind: Kind, value: &Value) -> Result<String, ConfigErr
         Kind::Unsigned(go_type) => go_type,
         Kind::Signed => "int64",
         Kind::Duration => "time.Duration",
+        Kind::Bool => "bool",
         Kind::Text | Kind::Urls | Kind::ClusterState => "string",
     };
     let number_fits = match (kind, value) {
@@ -117,10 +133,15 @@ fn typed_text(name: &str, kind: Kind, value: &Value) -> Result<String, ConfigErr
         (Kind::Signed, Value::Number(n)) => n.as_i64().map(|v| v.to_string()),
         (Kind::Duration, Value::Number(n)) => n.as_i64().map(|nanos| format!("{nanos}ns")),
         (Kind::Unsigned(_) | Kind::Signed | Kind::Duration, _) => None,
+        (Kind::Bool, Value::Bool(flag)) => Some(flag.to_string()),
+        (Kind::Bool, Value::String(text)) => yaml_1_1_bool(text).map(|flag| flag.to_string()),
+        (Kind::Bool, _) => None,
         (_, scalar) => scalar_text(scalar),
     };
     number_fits.ok_or_else(|| {
         let what = match value {
+            // Go names the number only for numeric targets.
+            Value::Number(_) if kind == Kind::Bool => "number".to_string(),
             Value::Number(n) => format!("number {n}"),
             other => json_kind(other).to_string(),
         };
@@ -129,6 +150,17 @@ fn typed_text(name: &str, kind: Kind, value: &Value) -> Result<String, ConfigErr
              struct field configYAML.{name} of type {go_type}"
         ))
     })
+}
+
+/// The YAML 1.1 boolean words etcd's YAML library (yaml.v2) accepts beyond YAML 1.2's
+/// `true`/`false`, which serde_yaml already reads as booleans. serde_yaml cannot say whether
+/// the word was quoted, so a quoted `"yes"` is accepted too, where etcd would refuse it.
+fn yaml_1_1_bool(text: &str) -> Option<bool> {
+    match text {
+        "y" | "Y" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" => Some(true),
+        "n" | "N" | "no" | "No" | "NO" | "off" | "Off" | "OFF" => Some(false),
+        _ => None,
+    }
 }
 
 /// A YAML scalar as text; `None` for sequences and mappings.

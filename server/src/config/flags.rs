@@ -6,6 +6,10 @@
 //! start with `-`. Syntax errors use that package's words ("flag provided but not defined: -x")
 //! and exit 2; etcd's own checks afterwards exit 1.
 //!
+//! Boolean flags follow the same package: `--pre-vote` alone means true, a value must be
+//! attached (`--pre-vote=false`), and `--pre-vote false` leaves `false` as a stray argument,
+//! which etcd refuses ("'false' is not a valid flag").
+//!
 //! Environment variables are handled here too because their rules are the flag package's
 //! (`pkg/flags.SetFlagsFromEnv`): `ETCD_<FLAG_NAME>` applies only to flags absent from the command
 //! line, an empty value counts as unset, a variable shadowed by a command-line flag is fatal, and
@@ -35,6 +39,9 @@ pub(crate) enum Kind {
     /// A Go duration (`10m`, `1.5s`); in a config file, integer nanoseconds, as Go's YAML
     /// loader reads a `time.Duration`.
     Duration,
+    /// A Go `bool` (`strconv.ParseBool`); on the command line the flag alone means true and a
+    /// value needs `=`; in a config file, a YAML boolean.
+    Bool,
 }
 
 /// One etcd flag: its name (also its YAML key and, upper-cased, its `ETCD_*` variable), its
@@ -94,6 +101,13 @@ pub(crate) const FLAGS: &[FlagSpec] = &[
         Kind::Unsigned("uint"),
         "1000",
         "Time (in milliseconds) for an election to timeout.",
+        MEMBER,
+    ),
+    flag(
+        "initial-election-tick-advance",
+        Kind::Bool,
+        "true",
+        "Whether to fast-forward initial election ticks on boot for faster election.",
         MEMBER,
     ),
     flag(
@@ -178,6 +192,20 @@ pub(crate) const FLAGS: &[FlagSpec] = &[
         Kind::Urls,
         "http://localhost:2379",
         "List of this member's client URLs to advertise to the public.",
+        CLUSTERING,
+    ),
+    flag(
+        "strict-reconfig-check",
+        Kind::Bool,
+        "true",
+        "Reject reconfiguration requests that would cause quorum loss.",
+        CLUSTERING,
+    ),
+    flag(
+        "pre-vote",
+        Kind::Bool,
+        "false",
+        "Enable to run an additional Raft election phase.",
         CLUSTERING,
     ),
     flag(
@@ -296,15 +324,20 @@ fn command() -> Command {
         } else {
             format!("{} [default: {}]", spec.help, spec.shown_default)
         };
-        command = command.arg(
-            Arg::new(spec.name)
-                .long(spec.name)
-                .value_name(value_name(spec.kind))
-                .num_args(1)
-                .allow_hyphen_values(true)
-                .help(help)
-                .help_heading(spec.section),
-        );
+        let arg = Arg::new(spec.name)
+            .long(spec.name)
+            .value_name(value_name(spec.kind))
+            .help(help)
+            .help_heading(spec.section);
+        let arg = match spec.kind {
+            // Go's boolean flags: alone means true; a value only with `=`.
+            Kind::Bool => arg
+                .num_args(0..=1)
+                .require_equals(true)
+                .default_missing_value("true"),
+            _ => arg.num_args(1).allow_hyphen_values(true),
+        };
+        command = command.arg(arg);
     }
     command.arg(
         Arg::new("version")
@@ -321,12 +354,14 @@ fn value_name(kind: Kind) -> &'static str {
         Kind::Duration => "DURATION",
         Kind::Urls => "URLS",
         Kind::ClusterState => "new|existing",
+        Kind::Bool => "BOOL",
     }
 }
 
 /// Go's flag package treats `-name` like `--name`; clap only knows `--name`. Rewrites every
 /// multi-letter single-dash token as its double-dash form, skipping tokens that are the value
-/// of a preceding flag (`--initial-cluster -x` keeps `-x` as the value).
+/// of a preceding flag (`--initial-cluster -x` keeps `-x` as the value). A boolean flag never
+/// takes the next token as its value.
 fn normalize_single_dash(args: Vec<OsString>) -> Vec<OsString> {
     let mut out = Vec::with_capacity(args.len());
     let mut next_is_value = false;
@@ -354,7 +389,7 @@ fn normalize_single_dash(args: Vec<OsString>) -> Vec<OsString> {
             Some((name, _)) => (name, true),
             None => (body, false),
         };
-        let known_value_flag = find(name).is_some();
+        let known_value_flag = find(name).is_some_and(|spec| spec.kind != Kind::Bool);
         next_is_value = known_value_flag && !has_inline_value;
         // Go has no short-flag bundling: `-abc` is the flag `abc`, known or not.
         if !text.starts_with("--") {

@@ -107,6 +107,12 @@ pub struct Config {
     pub initial_cluster_state: ClusterState,
     /// `--initial-cluster-token` (default `etcd-cluster`).
     pub initial_cluster_token: String,
+    /// `--strict-reconfig-check` (default true): refuse a member add or remove that would
+    /// leave the cluster without a quorum of started, connected members.
+    pub strict_reconfig_check: bool,
+    /// `--pre-vote` (default false, as in etcd 3.4): run raft's pre-vote phase, so a member that
+    /// could not win an election does not bump the term and unseat a healthy leader.
+    pub pre_vote: bool,
     /// `--snapshot-count` (default 100,000; 0 also means the default, as in etcd).
     pub snapshot_count: u64,
     /// `--max-snapshots`: snapshot files kept, 0 = unlimited (default 5).
@@ -117,6 +123,12 @@ pub struct Config {
     pub heartbeat_interval_ms: u64,
     /// `--election-timeout` in milliseconds (default 1000).
     pub election_timeout_ms: u64,
+    /// `--initial-election-tick-advance` (default true): on start, fast-forward the election
+    /// clock so that only a couple of ticks remain before this member may campaign, instead of
+    /// waiting a full election timeout. A member alone in its cluster advances regardless. Off
+    /// trades slower first elections for fewer disruptive ones when a restarted follower hears
+    /// from the leader late.
+    pub initial_election_tick_advance: bool,
     /// `--quota-backend-bytes` as given: 0 = 2 GiB default, negative = no quota. See
     /// [`Config::backend_quota_bytes`].
     pub quota_backend_bytes: i64,
@@ -329,7 +341,14 @@ fn settings_from_flags_and_env(
         .filter(|(name, _)| **name != "config-file")
     {
         settings.set(name, value).map_err(|err| {
-            ConfigError::Usage(format!("invalid value {value:?} for flag -{name}: {err}"))
+            // Go's flag package words a bad boolean differently from other bad values.
+            let message = match flags::find(name) {
+                Some(spec) if spec.kind == flags::Kind::Bool => {
+                    format!("invalid boolean value {value:?} for -{name}: {err}")
+                }
+                _ => format!("invalid value {value:?} for flag -{name}: {err}"),
+            };
+            ConfigError::Usage(message)
         })?;
     }
     let given: BTreeSet<&'static str> = command_line.keys().copied().collect();

@@ -10,7 +10,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::url::{join_urls, parse_url_list, EtcdUrl};
-use super::values::{parse_go_duration, parse_go_int, parse_go_uint, parse_retention};
+use super::values::{
+    parse_go_bool, parse_go_duration, parse_go_int, parse_go_uint, parse_retention,
+};
 use super::{
     ClusterState, Config, ConfigError, LogLevel, DEFAULT_SNAPSHOT_COUNT,
     DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL,
@@ -36,6 +38,7 @@ pub(crate) struct Settings {
     pub max_wals: u64,
     pub heartbeat_interval_ms: u64,
     pub election_timeout_ms: u64,
+    pub initial_election_tick_advance: bool,
     pub quota_backend_bytes: i64,
     pub max_txn_ops: u64,
     pub max_request_bytes: u64,
@@ -46,6 +49,8 @@ pub(crate) struct Settings {
     pub initial_cluster: String,
     pub initial_cluster_token: String,
     pub initial_cluster_state: String,
+    pub strict_reconfig_check: bool,
+    pub pre_vote: bool,
     pub auto_compaction_mode: String,
     pub auto_compaction_retention: String,
     /// Signed nanoseconds, as Go's `time.Duration`.
@@ -67,6 +72,7 @@ impl Settings {
             max_wals: 5,
             heartbeat_interval_ms: 100,
             election_timeout_ms: 1000,
+            initial_election_tick_advance: true,
             quota_backend_bytes: 0,
             max_txn_ops: 128,
             max_request_bytes: 1_572_864,
@@ -77,6 +83,9 @@ impl Settings {
             advertise_client_urls: client,
             initial_cluster_token: "etcd-cluster".to_string(),
             initial_cluster_state: "new".to_string(),
+            strict_reconfig_check: true,
+            // etcd 3.4's default; 3.5 turned it on.
+            pre_vote: false,
             auto_compaction_mode: "periodic".to_string(),
             auto_compaction_retention: "0".to_string(),
             watch_progress_notify_interval_ns: DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL.as_nanos()
@@ -99,6 +108,7 @@ impl Settings {
     /// reason ("parse error", "invalid value", a URL error); callers add where it came from.
     pub(crate) fn set(&mut self, flag: &str, value: &str) -> Result<(), String> {
         let uint = |value: &str| parse_go_uint(value).map_err(str::to_string);
+        let boolean = |value: &str| parse_go_bool(value).map_err(str::to_string);
         match flag {
             "name" => self.name = value.to_string(),
             "data-dir" => self.data_dir = value.to_string(),
@@ -108,6 +118,7 @@ impl Settings {
             "max-wals" => self.max_wals = uint(value)?,
             "heartbeat-interval" => self.heartbeat_interval_ms = uint(value)?,
             "election-timeout" => self.election_timeout_ms = uint(value)?,
+            "initial-election-tick-advance" => self.initial_election_tick_advance = boolean(value)?,
             "quota-backend-bytes" => {
                 self.quota_backend_bytes = parse_go_int(value).map_err(str::to_string)?
             }
@@ -125,6 +136,8 @@ impl Settings {
                 "new" | "existing" => self.initial_cluster_state = value.to_string(),
                 _ => return Err("invalid value".to_string()),
             },
+            "strict-reconfig-check" => self.strict_reconfig_check = boolean(value)?,
+            "pre-vote" => self.pre_vote = boolean(value)?,
             "auto-compaction-mode" => self.auto_compaction_mode = value.to_string(),
             "auto-compaction-retention" => self.auto_compaction_retention = value.to_string(),
             "experimental-watch-progress-notify-interval" => {
@@ -259,6 +272,8 @@ impl Settings {
             initial_cluster_state: cluster_state(&self.initial_cluster_state)
                 .unwrap_or(ClusterState::New),
             initial_cluster_token: self.initial_cluster_token,
+            strict_reconfig_check: self.strict_reconfig_check,
+            pre_vote: self.pre_vote,
             snapshot_count: if self.snapshot_count == 0 {
                 DEFAULT_SNAPSHOT_COUNT
             } else {
@@ -268,6 +283,7 @@ impl Settings {
             max_wals: self.max_wals,
             heartbeat_interval_ms: self.heartbeat_interval_ms,
             election_timeout_ms: self.election_timeout_ms,
+            initial_election_tick_advance: self.initial_election_tick_advance,
             quota_backend_bytes: self.quota_backend_bytes,
             max_request_bytes: self.max_request_bytes,
             max_txn_ops: self.max_txn_ops,

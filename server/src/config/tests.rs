@@ -87,6 +87,9 @@ fn defaults_are_etcds() {
     assert_eq!(c.election_ticks(), 10);
     assert_eq!(c.request_timeout(), Duration::from_secs(7));
     assert!(c.is_new_cluster());
+    assert!(c.strict_reconfig_check);
+    assert!(!c.pre_vote, "etcd 3.4 leaves pre-vote off");
+    assert!(c.initial_election_tick_advance);
 }
 
 #[test]
@@ -459,4 +462,251 @@ fn watch_progress_interval_follows_etcds_rules() {
         refused.to_string().contains("of type time.Duration"),
         "{refused}"
     );
+}
+
+/// The three boolean flags with their etcd defaults, for table-driven tests.
+const BOOL_FLAGS: [(&str, bool); 3] = [
+    ("strict-reconfig-check", true),
+    ("pre-vote", false),
+    ("initial-election-tick-advance", true),
+];
+
+fn bool_fields(c: &Config) -> [bool; 3] {
+    [
+        c.strict_reconfig_check,
+        c.pre_vote,
+        c.initial_election_tick_advance,
+    ]
+}
+
+/// The value of the flag `name` (one of [`BOOL_FLAGS`]) in `c`.
+fn bool_field(c: &Config, name: &str) -> bool {
+    let index = BOOL_FLAGS.iter().position(|(flag, _)| *flag == name);
+    bool_fields(c)[index.expect("a boolean flag")]
+}
+
+#[test]
+fn boolean_flags_take_go_spellings() {
+    // Proves `--x` alone means true and `--x=v` / `-x=v` take exactly strconv.ParseBool's words.
+    let spellings = [
+        ("1", true),
+        ("t", true),
+        ("T", true),
+        ("TRUE", true),
+        ("true", true),
+        ("True", true),
+        ("0", false),
+        ("f", false),
+        ("F", false),
+        ("FALSE", false),
+        ("false", false),
+        ("False", false),
+    ];
+    for (name, default) in BOOL_FLAGS {
+        assert_eq!(bool_field(&Config::default(), name), default, "{name}");
+        assert!(
+            bool_field(&config(&[&format!("--{name}")]), name),
+            "--{name}"
+        );
+        assert!(bool_field(&config(&[&format!("-{name}")]), name), "-{name}");
+        for (text, want) in spellings {
+            let double = format!("--{name}={text}");
+            assert_eq!(bool_field(&config(&[&double]), name), want, "{double}");
+            let single = format!("-{name}={text}");
+            assert_eq!(bool_field(&config(&[&single]), name), want, "{single}");
+        }
+        // The last repeat wins, as for every Go flag.
+        let last = config(&[&format!("--{name}=false"), &format!("--{name}")]);
+        assert!(bool_field(&last, name), "{name} repeated");
+    }
+    // A boolean flag does not swallow the flag after it.
+    let c = config(&["-pre-vote", "--name", "n", "--strict-reconfig-check=f"]);
+    assert_eq!((c.pre_vote, c.strict_reconfig_check), (true, false));
+    assert_eq!(c.name, "n");
+}
+
+#[test]
+fn boolean_flag_errors_match_etcd() {
+    // Proves a bad boolean value gets Go's "invalid boolean value" (exit 2) and a separated value
+    // stays a stray argument (exit 1), as etcd 3.4.23 reports them.
+    for (name, _) in BOOL_FLAGS {
+        for bad in ["maybe", "yes", "2", ""] {
+            let err = error(&[&format!("--{name}={bad}")]);
+            assert_eq!(
+                err,
+                ConfigError::Usage(format!(
+                    "invalid boolean value {bad:?} for -{name}: parse error"
+                )),
+                "{name}={bad}"
+            );
+            assert_eq!(err.exit_code(), 2);
+        }
+        for value in ["false", "true"] {
+            let err = error(&[&format!("--{name}"), value]);
+            assert_eq!(
+                err,
+                ConfigError::Verify(format!("'{value}' is not a valid flag"))
+            );
+            assert_eq!(err.exit_code(), 1);
+        }
+    }
+    // Go stops at the first non-flag, so a flag after the stray value changes nothing.
+    assert_eq!(
+        error(&["--pre-vote", "false", "--name", "n"]),
+        ConfigError::Verify("'false' is not a valid flag".into())
+    );
+    assert_eq!(
+        error(&["--strict-reconfig-check=maybe"]).to_string(),
+        r#"invalid boolean value "maybe" for -strict-reconfig-check: parse error"#
+    );
+}
+
+#[test]
+fn boolean_environment_variables() {
+    // Proves ETCD_* sets each boolean with ParseBool's words, a bad value is etcd's
+    // verify error (exit 1), and a flag given with its variable is refused as etcd refuses it.
+    for (name, _) in BOOL_FLAGS {
+        let key = flags::env_key(name);
+        for (text, want) in [("true", true), ("1", true), ("F", false), ("False", false)] {
+            let loaded = run(&[], &[(key.as_str(), text)]).unwrap();
+            assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+            assert_eq!(bool_field(&loaded.config, name), want, "{key}={text}");
+        }
+        let err = run(&[], &[(key.as_str(), "maybe")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "error verifying flags, invalid value \"maybe\" for {key}: parse error. \
+                 See 'oxcd --help'."
+            )
+        );
+        assert_eq!(err.exit_code(), 1);
+        let err = run(&[&format!("--{name}=false")], &[(key.as_str(), "true")]).unwrap_err();
+        assert_eq!(
+            err,
+            ConfigError::Setup(format!(
+                "conflicting environment variable {key:?} is shadowed by corresponding \
+                 command-line flag (either unset environment variable or disable flag)"
+            ))
+        );
+        assert_eq!(err.exit_code(), 1);
+    }
+    assert_eq!(
+        flags::env_key("initial-election-tick-advance"),
+        "ETCD_INITIAL_ELECTION_TICK_ADVANCE"
+    );
+    // Variables fill the flags not given; an empty variable counts as unset (and is warned of).
+    let loaded = run(
+        &["--pre-vote"],
+        &[
+            ("ETCD_STRICT_RECONFIG_CHECK", "false"),
+            ("ETCD_INITIAL_ELECTION_TICK_ADVANCE", ""),
+        ],
+    )
+    .unwrap();
+    assert_eq!(bool_fields(&loaded.config), [false, true, true]);
+}
+
+#[test]
+fn boolean_config_file_keys() {
+    // Proves the YAML keys set the booleans (YAML 1.1 words included, as etcd's loader reads
+    // them), null keeps the default, and non-booleans get etcd's JSON type error.
+    let dir = tempfile::tempdir().unwrap();
+    let load_file = |text: &str| {
+        let path = write_file(dir.path(), "bools.yml", text);
+        run(&["--config-file", path.to_str().unwrap()], &[])
+    };
+    let c = load_file(
+        "strict-reconfig-check: false\npre-vote: true\ninitial-election-tick-advance: false\n",
+    )
+    .unwrap()
+    .config;
+    assert_eq!(bool_fields(&c), [false, true, false]);
+    for (word, want) in [
+        ("yes", true),
+        ("on", true),
+        ("Y", true),
+        ("True", true),
+        ("TRUE", true),
+        ("no", false),
+        ("OFF", false),
+        ("n", false),
+        ("False", false),
+    ] {
+        let c = load_file(&format!(
+            "pre-vote: {word}\nstrict-reconfig-check: {word}\n"
+        ))
+        .unwrap()
+        .config;
+        assert_eq!(
+            (c.pre_vote, c.strict_reconfig_check),
+            (want, want),
+            "{word}"
+        );
+    }
+    let c = load_file("pre-vote:\nstrict-reconfig-check: ~\n")
+        .unwrap()
+        .config;
+    assert_eq!(
+        bool_fields(&c),
+        [true, false, true],
+        "null keeps etcd's defaults"
+    );
+    let type_error = |what: &str, key: &str| {
+        ConfigError::Verify(format!(
+            "error unmarshaling JSON: while decoding JSON: json: cannot unmarshal {what} into Go \
+             struct field configYAML.{key} of type bool"
+        ))
+    };
+    for (value, what) in [
+        ("maybe", "string"),
+        ("'true'", "string"),
+        ("1", "number"),
+        ("[true]", "array"),
+    ] {
+        let err = load_file(&format!("strict-reconfig-check: {value}\n")).unwrap_err();
+        assert_eq!(err, type_error(what, "strict-reconfig-check"), "{value}");
+        assert_eq!(err.exit_code(), 1);
+    }
+    // With two bad keys etcd names the first in key order, not in file order.
+    assert_eq!(
+        load_file("pre-vote: 1\ninitial-election-tick-advance: maybe\n").unwrap_err(),
+        type_error("string", "initial-election-tick-advance")
+    );
+}
+
+#[test]
+fn boolean_flags_in_help() {
+    // Proves --help lists the booleans in etcd's sections and order, with etcd's text and defaults.
+    let Action::PrintHelp(text) = load(["oxcd", "--help"], &[]).unwrap() else {
+        panic!("--help should print help");
+    };
+    let position = |needle: &str| {
+        text.find(needle)
+            .unwrap_or_else(|| panic!("{needle:?} missing from help:\n{text}"))
+    };
+    for (line, after, before) in [
+        (
+            "Whether to fast-forward initial election ticks on boot for faster election. \
+             [default: true]",
+            "--election-timeout <N>",
+            "--listen-peer-urls",
+        ),
+        (
+            "Reject reconfiguration requests that would cause quorum loss. [default: true]",
+            "--advertise-client-urls",
+            "--pre-vote",
+        ),
+        (
+            "Enable to run an additional Raft election phase. [default: false]",
+            "--strict-reconfig-check",
+            "--auto-compaction-retention",
+        ),
+    ] {
+        assert!(position(after) < position(line), "{line} after {after}");
+        assert!(position(line) < position(before), "{line} before {before}");
+    }
+    assert!(position("Member:") < position("--initial-election-tick-advance"));
+    assert!(position("Clustering:") < position("--strict-reconfig-check"));
+    assert!(position("--pre-vote") < position("Logging:"));
 }

@@ -1,6 +1,7 @@
 //! Scalar value syntax as etcd's Go flag package and standard library accept it: integers in Go
-//! literal syntax (`strconv.ParseUint(s, 0, 64)`: `0x10`, `0o17`, `017`, `1_000`), Go durations
-//! (`time.ParseDuration`: `1h30m`, `1.5h`, `300ms`), and etcd's auto-compaction retention rule.
+//! literal syntax (`strconv.ParseUint(s, 0, 64)`: `0x10`, `0o17`, `017`, `1_000`), booleans
+//! (`strconv.ParseBool`: `1`, `t`, `TRUE`, `False`, ...), Go durations (`time.ParseDuration`:
+//! `1h30m`, `1.5h`, `300ms`), and etcd's auto-compaction retention rule.
 //!
 //! Pure functions; error texts are the ones etcd prints (`parse error`, `value out of range`,
 //! `time: invalid duration "x"`, ...), because operators and scripts recognise them.
@@ -35,6 +36,16 @@ pub(crate) fn parse_go_uint(input: &str) -> Result<u64, &'static str> {
         return Err(PARSE_ERROR);
     }
     Ok(value)
+}
+
+/// `strconv.ParseBool` with the flag package's error text: exactly `1 t T TRUE true True` and
+/// `0 f F FALSE false False`; anything else (`yes`, `tRuE`, the empty string) is refused.
+pub(crate) fn parse_go_bool(input: &str) -> Result<bool, &'static str> {
+    match input {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
+        _ => Err(PARSE_ERROR),
+    }
 }
 
 /// `strconv.ParseInt(s, 0, 64)` with the flag package's error texts.
@@ -305,6 +316,20 @@ mod tests {
         assert_eq!(parse_go_int("9223372036854775808"), Err(RANGE_ERROR));
         assert_eq!(parse_go_int("--1"), Err(PARSE_ERROR));
         assert_eq!(parse_go_int("-"), Err(PARSE_ERROR));
+    }
+
+    #[test]
+    fn go_booleans() {
+        // Proves booleans accept exactly strconv.ParseBool's spellings and nothing looser.
+        for input in ["1", "t", "T", "TRUE", "true", "True"] {
+            assert_eq!(parse_go_bool(input), Ok(true), "{input}");
+        }
+        for input in ["0", "f", "F", "FALSE", "false", "False"] {
+            assert_eq!(parse_go_bool(input), Ok(false), "{input}");
+        }
+        for input in ["", "yes", "no", "on", "tRUE", "2", " true", "maybe"] {
+            assert_eq!(parse_go_bool(input), Err(PARSE_ERROR), "{input:?}");
+        }
     }
 
     #[test]

@@ -22,16 +22,16 @@ use std::sync::Arc;
 use prost::Message as _;
 use raft::ReadState;
 
+use super::apply_membership::{self, RaftMembership};
 use super::error::ServerError;
 use super::server::{Applied, ApplyResult, Shared};
-use crate::membership::{self, Member};
+use crate::membership;
 use crate::mvcc::{kv, txn, Change, CompactionWait, MvccError, StoreWrite};
 use crate::pb::etcdserverpb::alarm_request::AlarmAction;
 use crate::pb::etcdserverpb::{
     AlarmMember, AlarmRequest, AlarmResponse, AlarmType, CompactionRequest, CompactionResponse,
     InternalRaftRequest, LeaseGrantResponse, LeaseRevokeResponse, Request as V2Request,
 };
-use crate::raft::convert::{ConfChange, ConfChangeType};
 use crate::raft::{ApplyError, ReadyHandler};
 use crate::schema;
 use oxcd_wal::pb;
@@ -57,12 +57,17 @@ pub(super) struct Applier {
     /// Where raft's messages go: the peer transport (`None`: a member that has no peer
     /// listener, whose messages are dropped).
     pub(super) transport: Option<crate::raft::transport::Transport>,
+    /// Raft's voters, refused conf changes, whether this member was removed.
+    pub(super) raft_membership: RaftMembership,
 }
 
 impl Applier {
+    /// An applier over `shared`, whose raft configuration starts with `voters` (those of the
+    /// snapshot raft starts from).
     pub(super) fn new(
         shared: Arc<Shared>,
         transport: Option<crate::raft::transport::Transport>,
+        voters: &[u64],
     ) -> Result<Applier, ServerError> {
         let consistent_index = shared.store.consistent_index()?;
         Ok(Applier {
@@ -70,6 +75,7 @@ impl Applier {
             consistent_index,
             reads: ReadTracker::default(),
             transport,
+            raft_membership: RaftMembership::new(voters),
         })
     }
 
@@ -79,6 +85,7 @@ impl Applier {
         let shared = Arc::clone(&self.shared);
         let mut batch = Batch {
             shared: &shared,
+            raft: &mut self.raft_membership,
             write: None,
             replies: Vec::new(),
             changes: Vec::new(),
@@ -86,6 +93,10 @@ impl Applier {
         let mut result = Ok(());
         for entry in entries {
             if entry.index <= self.consistent_index {
+                result = apply_membership::replay(batch.raft, &shared, entry);
+                if result.is_err() {
+                    break;
+                }
                 continue;
             }
             result = batch.apply_entry(entry);
@@ -112,6 +123,7 @@ impl Applier {
 /// has ended.
 struct Batch<'s> {
     shared: &'s Shared,
+    raft: &'s mut RaftMembership,
     write: Option<StoreWrite<'s>>,
     replies: Vec<(u64, ApplyResult)>,
     /// Every change of the batch so far, for watchers once the write has ended.
@@ -179,30 +191,15 @@ impl<'s> Batch<'s> {
     }
 
     /// Applies the v2 requests etcd 3.4 proposes: a member's attributes (its publish) and the
-    /// cluster version. Any other v2 request is skipped, as oxcd has no v2 store.
+    /// cluster version (see `apply_membership::apply_v2`).
     fn apply_v2(&mut self, request: V2Request, entry: &pb::Entry) -> Result<(), ServerError> {
         let shared = self.shared;
         let write = self.write_for(entry)?;
-        let published = (request.method == "PUT")
-            .then(|| membership::parse_attributes_path(&request.path))
-            .flatten();
-        if let Some(id) = published {
-            let attributes: membership::Attributes =
-                serde_json::from_str(&request.val).unwrap_or_default();
-            match shared
-                .members
-                .set_attributes(id, attributes.name, attributes.client_urls)
-            {
-                Some(member) => membership::save(write.batch_tx()?, &member)?,
-                None => tracing::warn!(
-                    member = format!("{id:x}"),
-                    "skipped the attributes of a member not in the cluster"
-                ),
-            }
+        if let Some(member) = apply_membership::apply_v2(shared, &request, entry.index) {
+            membership::save(write.batch_tx()?, &member)?;
+        }
+        if membership::parse_attributes_path(&request.path).is_some() {
             self.replies.push((request.id, Ok(Applied::Published)));
-        } else if request.method != "PUT" || request.path != "/0/version" {
-            tracing::warn!(index = entry.index, method = %request.method, path = %request.path,
-                "skipping a v2 request");
         }
         Ok(())
     }
@@ -291,27 +288,11 @@ impl<'s> Batch<'s> {
     }
 
     fn apply_conf_change(&mut self, entry: &pb::Entry) -> Result<(), ServerError> {
-        let cc = ConfChange::decode(&entry.data[..]).map_err(|e| {
-            ServerError::Internal(format!("bad conf change at {}: {e}", entry.index))
-        })?;
-        let shared = self.shared;
+        let (id, verdict) = self.raft.decide(self.shared, entry)?;
         let write = self.write_for(entry)?;
-        match ConfChangeType::try_from(cc.change_type) {
-            Ok(ConfChangeType::ConfChangeAddNode | ConfChangeType::ConfChangeAddLearnerNode) => {
-                let context = cc.context.unwrap_or_default();
-                let mut member = Member::from_json(&context).unwrap_or_default();
-                member.id = cc.node_id;
-                membership::save(write.batch_tx()?, &member)?;
-                shared.members.add(member);
-            }
-            Ok(ConfChangeType::ConfChangeRemoveNode) => {
-                write
-                    .batch_tx()?
-                    .delete(schema::MEMBERS, &membership::member_key(cc.node_id))?;
-                shared.members.remove(cc.node_id);
-            }
-            _ => {}
-        }
+        apply_membership::save_conf_change(write.batch_tx()?, &verdict)?;
+        let reply = apply_membership::conf_change_reply(self.shared, &verdict);
+        self.replies.push((id, reply));
         Ok(())
     }
 }
@@ -406,16 +387,18 @@ impl ReadyHandler for Applier {
         }
     }
 
-    fn apply(&mut self, entries: &[pb::Entry]) -> Result<(), ApplyError> {
+    fn apply(&mut self, entries: &[pb::Entry]) -> Result<Vec<u64>, ApplyError> {
         // The raft loop publishes the applied index after the step.
         self.apply_batch(entries)
-            .map_err(|e| Box::new(e) as ApplyError)
+            .map_err(|e| Box::new(e) as ApplyError)?;
+        Ok(std::mem::take(&mut self.raft_membership.rejected))
     }
 
     fn restore(&mut self, snapshot: &pb::Snapshot) -> Result<(), ApplyError> {
-        let installed = super::snapshot::install(&self.shared, snapshot.metadata.index)
+        let installed = super::snapshot::install(&self.shared, snapshot)
             .map_err(|e| Box::new(e) as ApplyError)?;
         self.consistent_index = installed;
+        self.raft_membership = RaftMembership::new(&snapshot.metadata.conf_state.voters);
         Ok(())
     }
 

@@ -43,6 +43,16 @@ pub enum ServerError {
     /// `ErrTimeoutLeaderTransfer`; not in etcd's gRPC table, so clients see `Unknown`).
     #[error("etcdserver: request timed out, leader transfer took too long")]
     TimeoutLeaderTransfer,
+    /// A membership change was refused (its text maps to etcd's status in `api::errors`).
+    #[error(transparent)]
+    Membership(#[from] crate::membership::MembershipError),
+    /// MemberAdd or MemberUpdate with a URL that does not parse (etcd's `ErrInvalidPeerURL`
+    /// as the RPC layer reports it).
+    #[error("etcdserver: given member URLs are invalid")]
+    InvalidPeerUrls,
+    /// This member was removed from the cluster: it stops, and its data dir must be removed.
+    #[error("the member has been permanently removed from the cluster")]
+    MemberRemoved,
     /// A raft or storage failure; the member stops.
     #[error("etcdserver: {0}")]
     Raft(String),

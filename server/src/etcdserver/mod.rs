@@ -11,10 +11,13 @@
 //! May use `raft`, `mvcc`, `membership`, `config`; the API layer uses it.
 
 mod apply;
+mod apply_membership;
+mod bootstrap;
 pub mod compactor;
 mod error;
 mod idgen;
 mod raft_loop;
+mod reconfig;
 mod server;
 mod snapshot;
 mod start;
@@ -23,15 +26,67 @@ pub use error::ServerError;
 pub use server::{Applied, ApplyResult, EtcdServer, Limits};
 pub use start::{start, Started};
 
-use crate::membership::Member;
+use crate::membership::{Cluster, Member};
 
-/// The data of a raft snapshot (a snap file). etcd 3.4 stores its v2 store there; oxcd has no
-/// v2 store and keeps all state in `member/snap/db`, so the snapshot records only the members,
-/// as JSON, for tools to show.
-fn snapshot_data(members: &[Member]) -> Vec<u8> {
-    let members: Vec<serde_json::Value> = members
-        .iter()
+/// The data of a raft snapshot (a snap file). etcd 3.4 stores its v2 store there, which holds
+/// the membership; oxcd has no v2 store and keeps all other state in `member/snap/db`, so the
+/// snapshot records the membership as of its index, as JSON:
+/// `{"oxcd":{"members":[<member JSON>…],"removed":[<ID>…]}}`. A restart rebuilds the
+/// membership from it and replays the conf changes after it, so each one gets the verdict it
+/// got the first time (see `apply`).
+fn snapshot_data(cluster: &Cluster) -> Vec<u8> {
+    let members: Vec<serde_json::Value> = cluster
+        .members
+        .values()
         .map(|m| serde_json::from_slice(&m.to_json()).unwrap_or_default())
         .collect();
-    serde_json::to_vec(&serde_json::json!({ "oxcd": { "members": members } })).unwrap_or_default()
+    let removed: Vec<u64> = cluster.removed.iter().copied().collect();
+    serde_json::to_vec(&serde_json::json!({ "oxcd": { "members": members, "removed": removed } }))
+        .unwrap_or_default()
+}
+
+/// The membership a snapshot's data records (see [`snapshot_data`]); `None` if the data is not
+/// oxcd's (an etcd snap file holds a v2 store). Snap files written before removals were
+/// recorded have no `removed` list: nothing was removed.
+fn membership_from_snapshot_data(cluster_id: u64, data: &[u8]) -> Option<Cluster> {
+    let value: serde_json::Value = serde_json::from_slice(data).ok()?;
+    let oxcd = value.get("oxcd")?;
+    let members = oxcd
+        .get("members")?
+        .as_array()?
+        .iter()
+        .map(|m| Member::from_json(m.to_string().as_bytes()))
+        .collect::<Option<Vec<Member>>>()?;
+    let mut cluster = Cluster::new(cluster_id, members);
+    if let Some(removed) = oxcd.get("removed") {
+        cluster.removed = removed
+            .as_array()?
+            .iter()
+            .map(|id| id.as_u64())
+            .collect::<Option<_>>()?;
+    }
+    Some(cluster)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_data_round_trips_the_membership() {
+        // Proves the membership written into a snap file is read back whole, removals included,
+        // and that data from before removals were recorded, or not oxcd's, is handled.
+        let a = Member::new("a", &["http://127.0.0.1:1".to_string()], "t");
+        let mut cluster = Cluster::new(7, [a.clone()]);
+        cluster.removed.insert(0xabc);
+        let data = snapshot_data(&cluster);
+        assert_eq!(membership_from_snapshot_data(7, &data), Some(cluster));
+        let old = br#"{"oxcd":{"members":[]}}"#;
+        assert_eq!(
+            membership_from_snapshot_data(7, old),
+            Some(Cluster::new(7, []))
+        );
+        assert_eq!(membership_from_snapshot_data(7, br#"{"Root":{}}"#), None);
+        assert_eq!(membership_from_snapshot_data(7, b"\x00"), None);
+    }
 }

@@ -15,7 +15,7 @@
 //! A failure of the WAL or the backend ends the loop with an error: nothing after it may be
 //! acknowledged, so the process exits (etcd panics in the same places).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,6 +36,9 @@ const MAX_REQUESTS_PER_STEP: usize = 16_384;
 /// drops one that reaches a leader before it has committed an entry of its term, or that
 /// meets no leader).
 const READ_INDEX_RETRY: Duration = Duration::from_millis(500);
+
+/// How long a member that learned of its removal keeps running (etcd stops after a second).
+const REMOVED_STOP_DELAY: Duration = Duration::from_secs(1);
 
 /// The loop's configuration.
 pub(super) struct LoopConfig {
@@ -66,16 +69,31 @@ pub(super) struct RaftLoop {
     members_seen: Option<u64>,
     /// MoveLeader requests waiting for their transferee to lead.
     moving_leader: Vec<(u64, oneshot::Sender<Result<(), ServerError>>)>,
+    /// Removed IDs the transport has been told of.
+    removed_seen: BTreeSet<u64>,
+    /// When this member learned it was removed from the cluster (it stops a second later, as
+    /// etcd does, so its last messages go out).
+    removed_at: Option<Instant>,
 }
 
 impl RaftLoop {
+    /// A loop over `node` and `applier`; `remotes` are a joining member's peers, known to the
+    /// transport before its log names them.
     pub(super) fn new(
         node: RaftNode,
         applier: Applier,
         requests: Receiver<LoopRequest>,
+        remotes: &[crate::membership::Member],
         cfg: LoopConfig,
     ) -> RaftLoop {
         let last_snapshot_index = node.applied_index();
+        let mut peers = BTreeMap::new();
+        if let Some(transport) = &applier.transport {
+            for remote in remotes {
+                transport.add_peer(remote.id, &remote.peer_urls);
+                peers.insert(remote.id, remote.peer_urls.clone());
+            }
+        }
         RaftLoop {
             node,
             applier,
@@ -85,9 +103,11 @@ impl RaftLoop {
             pending_reads: Vec::new(),
             read_seq: 0,
             read_sent_at: None,
-            peers: BTreeMap::new(),
+            peers,
             members_seen: None,
             moving_leader: Vec::new(),
+            removed_seen: BTreeSet::new(),
+            removed_at: None,
         }
     }
 
@@ -98,7 +118,12 @@ impl RaftLoop {
     /// Runs until every [`super::EtcdServer`] handle has stopped (the channel closed) or a
     /// fatal error. Closes the node (syncing the hard state) on a clean stop.
     pub(super) fn run(mut self) -> Result<(), ServerError> {
-        let result = self.run_inner();
+        let result = match self.run_inner() {
+            // A removed member stops cleanly; the caller exits with etcd's texts.
+            Err(ServerError::MemberRemoved) => Ok(Err(ServerError::MemberRemoved)),
+            Err(e) => Err(e),
+            Ok(()) => Ok(Ok(())),
+        };
         self.shared().waiters.fail_all();
         for waiter in self.pending_reads.drain(..) {
             let _ = waiter.send(Err(ServerError::Stopped));
@@ -106,10 +131,10 @@ impl RaftLoop {
         if let Some(transport) = &self.applier.transport {
             transport.stop();
         }
-        result?;
+        let outcome = result?;
         self.applier.shared.store.force_commit()?;
         self.node.close()?;
-        Ok(())
+        outcome
     }
 
     fn run_inner(&mut self) -> Result<(), ServerError> {
@@ -140,6 +165,12 @@ impl RaftLoop {
             if stop {
                 // Persist and apply what was proposed before the stop.
                 return self.step(0);
+            }
+            if self
+                .removed_at
+                .is_some_and(|at| at.elapsed() >= REMOVED_STOP_DELAY)
+            {
+                return Err(ServerError::MemberRemoved);
             }
             let mut ticks = 0;
             let now = Instant::now();
@@ -172,6 +203,20 @@ impl RaftLoop {
                         .trigger(id, Err(ServerError::NoLeader));
                 }
             }
+            LoopRequest::ProposeConfChange { id, data } => {
+                if self.node.propose_conf_change(data).is_err() {
+                    self.shared()
+                        .waiters
+                        .trigger(id, Err(ServerError::NoLeader));
+                }
+            }
+            LoopRequest::LearnerProgress { id, reply } => {
+                let progress = self
+                    .node
+                    .matched(self.node.id())
+                    .map(|leader| (self.node.matched(id), leader));
+                let _ = reply.send(progress);
+            }
             LoopRequest::ReadIndex(waiter) => self.pending_reads.push(waiter),
             LoopRequest::MoveLeader { target, reply } => self.move_leader(target, reply),
             LoopRequest::Peer(event) => self.peer_event(event),
@@ -191,10 +236,15 @@ impl RaftLoop {
             }
             PeerEvent::Unreachable(id) => self.node.report_unreachable(id),
             PeerEvent::SnapshotStatus { to, ok } => self.node.report_snapshot(to, ok),
-            PeerEvent::Removed => {
-                tracing::error!("the member has been permanently removed from the cluster");
-                tracing::error!("the data-dir used by this member must be removed.");
-            }
+            PeerEvent::Removed => self.note_removed(),
+        }
+    }
+
+    /// This member was removed from the cluster: it stops shortly (see `removed_at`).
+    fn note_removed(&mut self) {
+        if self.removed_at.is_none() {
+            tracing::error!("the member has been permanently removed from the cluster");
+            self.removed_at = Some(Instant::now());
         }
     }
 
@@ -242,11 +292,15 @@ impl RaftLoop {
             return;
         };
         let me = self.node.id();
-        let members: BTreeMap<u64, Vec<String>> = self
-            .shared()
+        let cluster = self.shared().members.cluster();
+        let cluster_has_me = cluster.members.contains_key(&me);
+        for id in cluster.removed.difference(&self.removed_seen) {
+            transport.mark_removed(*id);
+        }
+        self.removed_seen = cluster.removed.clone();
+        let members: BTreeMap<u64, Vec<String>> = cluster
             .members
-            .list()
-            .into_iter()
+            .into_values()
             .filter(|m| m.id != me)
             .map(|m| (m.id, m.peer_urls))
             .collect();
@@ -257,9 +311,17 @@ impl RaftLoop {
                 None => transport.add_peer(*id, urls),
             }
         }
+        // A joining member keeps its remotes until its log has caught up to its own addition.
+        let caught_up = cluster_has_me;
         for id in self.peers.keys() {
-            if !members.contains_key(id) {
+            if !members.contains_key(id) && caught_up {
                 transport.remove_peer(*id);
+            }
+        }
+        let mut members = members;
+        if !caught_up {
+            for (id, urls) in &self.peers {
+                members.entry(*id).or_insert_with(|| urls.clone());
             }
         }
         self.peers = members;
@@ -268,6 +330,9 @@ impl RaftLoop {
     fn step(&mut self, ticks: usize) -> Result<(), ServerError> {
         self.send_read_index();
         self.node.step_ready(ticks, &mut self.applier)?;
+        if self.applier.raft_membership.removed_self {
+            self.note_removed();
+        }
         self.sync_peers();
         let hard_state = self.node.hard_state();
         self.shared().status.set(
@@ -348,7 +413,7 @@ impl RaftLoop {
         }
         // The snap file may only name an index whose effects are durable in the backend.
         self.shared().store.force_commit()?;
-        let data = super::snapshot_data(&self.shared().members.list());
+        let data = super::snapshot_data(&self.shared().members.cluster());
         let metadata = self.node.snapshot(data, SNAPSHOT_CATCH_UP_ENTRIES)?;
         self.last_snapshot_index = applied;
         tracing::info!(

@@ -8,7 +8,7 @@
 //! the loop for a read index, wait until the loop reports the applied index has reached it,
 //! then read from the store. A serializable read goes to the store at once.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 
 use super::error::ServerError;
 use super::idgen::IdGenerator;
-use crate::membership::Member;
+use crate::membership::{self, Cluster, Member, MembershipError};
 use crate::mvcc::{CompactionWait, Store};
 use crate::pb::etcdserverpb::alarm_request::AlarmAction;
 use crate::pb::etcdserverpb::{
@@ -43,6 +43,8 @@ pub enum Applied {
     LeaseRevoke(LeaseRevokeResponse),
     /// This member's name and client URLs were recorded (`EtcdServer::publish`).
     Published,
+    /// A membership change was applied; the members right after it.
+    Members(Vec<Member>),
 }
 
 /// What one applied proposal answers.
@@ -135,60 +137,64 @@ impl Alarms {
     }
 }
 
-/// The members as applied, by ID. A member's name and client URLs are what it last published
-/// through raft (`EtcdServer::publish`); the bootstrap entries carry the initial members' names.
+/// The membership as applied (a [`Cluster`]: the members by ID and the removed IDs). A
+/// member's name and client URLs are what it last published through raft
+/// (`EtcdServer::publish`); the bootstrap entries carry the initial members' names. Only the
+/// applier changes it.
 #[derive(Default)]
 pub(super) struct Members {
-    members: RwLock<Vec<Member>>,
+    cluster: RwLock<Cluster>,
     /// Bumped by every change, so the raft loop notices when peers must be updated.
     generation: AtomicU64,
 }
 
 impl Members {
-    pub(super) fn load(members: Vec<Member>) -> Members {
-        let loaded = Members::default();
-        for member in members {
-            loaded.add(member);
+    pub(super) fn new(cluster: Cluster) -> Members {
+        Members {
+            cluster: RwLock::new(cluster),
+            generation: AtomicU64::new(0),
         }
-        loaded
     }
 
-    pub(super) fn add(&self, member: Member) {
-        let mut members = self.write();
-        members.retain(|m| m.id != member.id);
-        members.push(member);
-        members.sort_by_key(|m| m.id);
+    /// Validates `change` against the membership as it is (with raft's voters for the
+    /// last-voter rule) and applies it if valid: the same verdict on every member.
+    pub(super) fn apply_change(
+        &self,
+        change: &membership::Change,
+        raft_voters: &BTreeSet<u64>,
+    ) -> Result<membership::Applied, MembershipError> {
+        let mut cluster = self.write();
+        cluster.validate_with_raft_voters(change, raft_voters)?;
+        Ok(cluster.apply(change))
     }
 
-    pub(super) fn remove(&self, id: u64) {
-        self.write().retain(|m| m.id != id);
+    /// Replaces the membership (a snapshot from the leader was installed).
+    pub(super) fn replace(&self, cluster: Cluster) {
+        *self.write() = cluster;
     }
 
-    /// Replaces every member (a snapshot from the leader was installed).
-    pub(super) fn replace_all(&self, mut members: Vec<Member>) {
-        members.sort_by_key(|m| m.id);
-        *self.write() = members;
-    }
-
-    /// Records what member `id` published; the updated member, or `None` if it is unknown.
+    /// Records what member `id` published.
     pub(super) fn set_attributes(
         &self,
         id: u64,
-        name: String,
-        client_urls: Vec<String>,
-    ) -> Option<Member> {
-        let mut members = self.write();
-        let member = members.iter_mut().find(|m| m.id == id)?;
-        member.name = name;
-        member.client_urls = client_urls;
-        Some(member.clone())
+        attributes: membership::Attributes,
+    ) -> membership::AttributesUpdate {
+        self.write().set_attributes(id, attributes)
     }
 
+    /// The members, by ID.
     pub(super) fn list(&self) -> Vec<Member> {
-        self.members
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.read().members.values().cloned().collect()
+    }
+
+    /// A copy of the whole membership.
+    pub(super) fn cluster(&self) -> Cluster {
+        self.read().clone()
+    }
+
+    /// Member `id`, if the cluster has it.
+    pub(super) fn get(&self, id: u64) -> Option<Member> {
+        self.read().member(id).cloned()
     }
 
     /// Changes so far (see the field).
@@ -196,9 +202,13 @@ impl Members {
         self.generation.load(Ordering::Acquire)
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Vec<Member>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Cluster> {
+        self.cluster.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Cluster> {
         self.generation.fetch_add(1, Ordering::AcqRel);
-        self.members.write().unwrap_or_else(|p| p.into_inner())
+        self.cluster.write().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -230,6 +240,15 @@ pub(super) enum LoopRequest {
     /// Stop: the loop ends after this request (the transport holds senders of its own, so the
     /// channel never closes while peers run).
     Stop,
+    /// Propose this encoded conf change (etcd's `raftpb.ConfChange`); its waiter is registered
+    /// under the change's ID.
+    ProposeConfChange { id: u64, data: Vec<u8> },
+    /// The raft progress of member `id` and of this member, the leader, as (matched of `id`
+    /// if raft knows it, matched of the leader); `None` unless this member leads.
+    LearnerProgress {
+        id: u64,
+        reply: oneshot::Sender<Option<(Option<u64>, u64)>>,
+    },
     /// Find a read index; the reply comes once the applied index reaches it.
     ReadIndex(super::apply::ReadWaiter),
     /// Transfer leadership to this member.
@@ -270,6 +289,10 @@ pub(super) struct Shared {
     pub(super) hub: crate::mvcc::watch::EventHub,
     /// etcd's election timeout, by which a new leader extends every lease.
     pub(super) election_timeout: Duration,
+    /// `--strict-reconfig-check`.
+    pub(super) strict_reconfig_check: bool,
+    /// The peer transport (for how long peers have been connected); set once it runs.
+    pub(super) transport: std::sync::OnceLock<crate::raft::transport::Transport>,
 }
 
 /// A cheap, cloneable handle on the running member.
@@ -365,7 +388,7 @@ impl EtcdServer {
         *header = Some(self.header(revision));
     }
 
-    fn send(&self, request: LoopRequest) -> Result<(), ServerError> {
+    pub(super) fn send(&self, request: LoopRequest) -> Result<(), ServerError> {
         let guard = self
             .shared
             .to_loop
@@ -398,8 +421,15 @@ impl EtcdServer {
 
     /// Proposes an encoded entry whose request ID is `id` and waits for its result.
     async fn propose_encoded(&self, id: u64, data: Vec<u8>) -> ApplyResult {
+        self.propose_and_wait(id, LoopRequest::Propose { id, data })
+            .await
+    }
+
+    /// Sends `request`, a proposal whose waiter is `id`, and waits (up to the request
+    /// timeout) for its entry to be applied.
+    pub(super) async fn propose_and_wait(&self, id: u64, request: LoopRequest) -> ApplyResult {
         let rx = self.shared.waiters.register(id);
-        if let Err(e) = self.send(LoopRequest::Propose { id, data }) {
+        if let Err(e) = self.send(request) {
             self.shared.waiters.cancel(id);
             return Err(e);
         }

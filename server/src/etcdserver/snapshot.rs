@@ -85,9 +85,14 @@ pub(super) fn send(shared: &Shared, transport: &Transport, message: raft::eraftp
     );
 }
 
-/// Installs the database received with the snapshot at `index` (see the module doc); returns
-/// the new consistent index.
-pub(super) fn install(shared: &Shared, index: u64) -> Result<u64, ServerError> {
+/// Installs the database received with `snapshot` (see the module doc); returns the new
+/// consistent index. The membership comes from the snapshot's data (as of its index, so the
+/// entries after it replay onto it), or from the new database if the data is not oxcd's.
+pub(super) fn install(
+    shared: &Shared,
+    snapshot: &oxcd_wal::pb::Snapshot,
+) -> Result<u64, ServerError> {
+    let index = snapshot.metadata.index;
     let store = &shared.store;
     let path = snapshot_db_path(store.backend().path(), index);
     if !path.exists() {
@@ -100,7 +105,14 @@ pub(super) fn install(shared: &Shared, index: u64) -> Result<u64, ServerError> {
     let consistent_index = store.consistent_index()?;
     let read = store.backend().read_tx()?;
     super::start::restore_leases(&shared.lessor, &read, &key_leases)?;
-    shared.members.replace_all(membership::load(&read)?);
+    let cluster = match super::membership_from_snapshot_data(shared.cluster_id, &snapshot.data) {
+        Some(cluster) => cluster,
+        None => membership::Cluster {
+            removed: membership::load_removed(&read)?,
+            ..membership::Cluster::new(shared.cluster_id, membership::load(&read)?)
+        },
+    };
+    shared.members.replace(cluster);
     shared.alarms.replace(super::start::load_alarms(&read)?);
     drop(read);
     let rev = store.rev()?;

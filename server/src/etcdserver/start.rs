@@ -17,6 +17,7 @@ use oxcd_wal::WalOptions;
 use prost::Message as _;
 
 use super::apply::Applier;
+use super::bootstrap::{self, Booted};
 use super::error::ServerError;
 use super::idgen::IdGenerator;
 use super::raft_loop::{LoopConfig, RaftLoop};
@@ -25,11 +26,10 @@ use super::server::{
 };
 use crate::config::{BindAddr, Config};
 use crate::lease::{min_lease_ttl, Lessor};
-use crate::membership::{self, Member};
 use crate::mvcc::Store;
-use crate::pb::etcdserverpb::{AlarmMember, Metadata as WalMetadata};
+use crate::pb::etcdserverpb::AlarmMember;
 use crate::raft::transport::{Transport, TransportConfig};
-use crate::raft::{wal_exists, NodeConfig, Peer, RaftNode};
+use crate::raft::{wal_exists, NodeConfig};
 use crate::schema;
 
 /// A started member: the handle the API serves from and the raft loop thread.
@@ -50,17 +50,25 @@ pub fn start(cfg: &Config) -> Result<Started, ServerError> {
     let mut node_cfg = NodeConfig::new(0, wal_dir.clone(), snap_dir.clone());
     node_cfg.heartbeat_tick = 1;
     node_cfg.election_tick = cfg.election_ticks().max(2) as usize;
+    node_cfg.pre_vote = cfg.pre_vote;
     node_cfg.wal_options = WalOptions {
         max_wals: keep_limit(cfg.max_wals),
         ..WalOptions::default()
     };
     remove_partial_snapshots(&snap_dir);
-    let (node, member_id, cluster_id, snapshot_index) = if wal_exists(&wal_dir) {
-        restart_node(node_cfg)?
+    let booted = if wal_exists(&wal_dir) {
+        bootstrap::restart_node(node_cfg)?
     } else {
-        let (node, member_id, cluster_id) = bootstrap_node(cfg, node_cfg)?;
-        (node, member_id, cluster_id, 0)
+        bootstrap::bootstrap_node(cfg, node_cfg)?
     };
+    let Booted {
+        node,
+        member_id,
+        cluster_id,
+        snapshot,
+        remotes,
+    } = booted;
+    let snapshot_index = snapshot.as_ref().map_or(0, |s| s.metadata.index);
     let backend = Backend::open(BackendConfig::new(cfg.backend_path()))?;
     super::snapshot::finish_interrupted_install(
         &backend,
@@ -70,7 +78,7 @@ pub fn start(cfg: &Config) -> Result<Started, ServerError> {
     let store = Store::open(backend)?;
     record_versions(&store)?;
     let read = store.backend().read_tx()?;
-    let members = membership::load(&read)?;
+    let members = bootstrap::membership_at_start(cluster_id, snapshot.as_ref(), &read)?;
     let alarms = load_alarms(&read)?;
     let lessor = Lessor::new(min_lease_ttl(
         cfg.election_ticks(),
@@ -84,7 +92,7 @@ pub fn start(cfg: &Config) -> Result<Started, ServerError> {
         store,
         member_id,
         cluster_id,
-        members: Members::load(members),
+        members: Members::new(members),
         alarms: Alarms::load(alarms),
         status: RaftStatus::default(),
         waiters: Waiters::default(),
@@ -102,6 +110,8 @@ pub fn start(cfg: &Config) -> Result<Started, ServerError> {
         election_timeout: std::time::Duration::from_millis(
             cfg.election_ticks() * cfg.heartbeat_interval_ms,
         ),
+        strict_reconfig_check: cfg.strict_reconfig_check,
+        transport: std::sync::OnceLock::new(),
     });
     let transport = Transport::start(
         TransportConfig {
@@ -121,11 +131,15 @@ pub fn start(cfg: &Config) -> Result<Started, ServerError> {
         }),
     )
     .map_err(|e| ServerError::Internal(format!("cannot start the peer transport: {e}")))?;
-    let applier = Applier::new(Arc::clone(&shared), Some(transport))?;
+    transport.set_rpc_handler(super::reconfig::rpc_handler(Arc::downgrade(&shared)));
+    let _ = shared.transport.set(transport.clone());
+    let voters = node.conf_state().voters;
+    let applier = Applier::new(Arc::clone(&shared), Some(transport), &voters)?;
     let raft_loop = RaftLoop::new(
         node,
         applier,
         requests,
+        &remotes,
         LoopConfig {
             tick: std::time::Duration::from_millis(cfg.heartbeat_interval_ms.max(1)),
             snapshot_count: cfg.snapshot_count,
@@ -177,77 +191,6 @@ fn stored_consistent_index(backend: &Backend) -> Result<u64, ServerError> {
         .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
         .map_or(0, u64::from_be_bytes);
     Ok(index)
-}
-
-/// Restarts from the WAL; returns the node, member and cluster IDs and the index of the
-/// snapshot raft restarted from (0: none).
-fn restart_node(node_cfg: NodeConfig) -> Result<(RaftNode, u64, u64, u64), ServerError> {
-    let mut ids = (0, 0);
-    let (node, restored) = RaftNode::restart_as(&node_cfg, |metadata| {
-        let metadata = WalMetadata::decode(metadata)
-            .map_err(|e| format!("{}: bad WAL metadata: {e}", node_cfg.wal_dir.display()))?;
-        ids = (metadata.node_id, metadata.cluster_id);
-        Ok(metadata.node_id)
-    })?;
-    let (member_id, cluster_id) = ids;
-    tracing::info!(
-        member = format!("{member_id:x}"),
-        cluster = format!("{cluster_id:x}"),
-        commit = restored.hard_state.commit,
-        "restarting member"
-    );
-    let snapshot_index = restored.snapshot.as_ref().map_or(0, |s| s.metadata.index);
-    Ok((node, member_id, cluster_id, snapshot_index))
-}
-
-fn bootstrap_node(
-    cfg: &Config,
-    mut node_cfg: NodeConfig,
-) -> Result<(RaftNode, u64, u64), ServerError> {
-    if !cfg.is_new_cluster() {
-        return Err(ServerError::Internal(
-            "joining an existing cluster (--initial-cluster-state=existing) is not supported yet"
-                .to_string(),
-        ));
-    }
-    let initial = cfg
-        .verify_bootstrap()
-        .map_err(|e| ServerError::Internal(e.to_string()))?;
-    let members: Vec<Member> = initial
-        .iter()
-        .map(|m| {
-            let urls: Vec<String> = m.peer_urls.iter().map(|u| u.to_string()).collect();
-            Member::new(&m.name, &urls, &cfg.initial_cluster_token)
-        })
-        .collect();
-    let local = members
-        .iter()
-        .find(|m| m.name == cfg.name)
-        .map(|m| m.id)
-        .ok_or_else(|| {
-            ServerError::Internal(format!("member {:?} not in the initial cluster", cfg.name))
-        })?;
-    let cluster_id = membership::cluster_id(&members.iter().map(|m| m.id).collect::<Vec<_>>());
-    let metadata = WalMetadata {
-        node_id: local,
-        cluster_id,
-    }
-    .encode_to_vec();
-    let peers: Vec<Peer> = members
-        .iter()
-        .map(|m| Peer {
-            id: m.id,
-            context: m.to_json(),
-        })
-        .collect();
-    node_cfg.id = local;
-    let node = RaftNode::start_new(&node_cfg, &metadata, &peers)?;
-    tracing::info!(
-        member = format!("{local:x}"),
-        cluster = format!("{cluster_id:x}"),
-        "starting member in a new cluster"
-    );
-    Ok((node, local, cluster_id))
 }
 
 /// Binds `--listen-peer-urls` before anything else starts, as etcd does, so a port in use

@@ -23,7 +23,7 @@
 //! raft-rs starts at the snapshot's index as applied and hands every later committed entry to
 //! the handler again; the apply layer skips those at or below its consistent index.
 
-use ::raft::eraftpb::{ConfState, Entry, EntryType, HardState, Message};
+use ::raft::eraftpb::{ConfState, Entry, EntryType, HardState, Message, MessageType};
 use ::raft::{Config, RawNode, ReadState, StateRole};
 use oxcd_wal::{pb, WalOptions};
 use prost::Message as _;
@@ -61,6 +61,9 @@ pub struct NodeConfig {
     pub max_size_per_msg: u64,
     /// Most append messages in flight to one follower.
     pub max_inflight_msgs: usize,
+    /// Run a pre-election before a real one (`--pre-vote`), so a member that was cut off
+    /// does not raise the term of the others when it comes back.
+    pub pre_vote: bool,
 }
 
 impl NodeConfig {
@@ -75,10 +78,12 @@ impl NodeConfig {
             wal_options: WalOptions::default(),
             max_size_per_msg: DEFAULT_MAX_SIZE_PER_MSG,
             max_inflight_msgs: DEFAULT_MAX_INFLIGHT_MSGS,
+            pre_vote: true,
         }
     }
 
-    /// raft-rs's configuration: PreVote and CheckQuorum on, linearizable (safe) read index.
+    /// raft-rs's configuration: CheckQuorum on (etcd always sets it), PreVote as configured,
+    /// linearizable (safe) read index.
     fn raft_config(&self, applied: u64) -> Config {
         Config {
             id: self.id,
@@ -88,7 +93,7 @@ impl NodeConfig {
             max_size_per_msg: self.max_size_per_msg,
             max_inflight_msgs: self.max_inflight_msgs,
             check_quorum: true,
-            pre_vote: true,
+            pre_vote: self.pre_vote,
             ..Config::default()
         }
     }
@@ -109,9 +114,10 @@ pub trait ReadyHandler {
     fn send(&mut self, messages: Vec<Message>);
 
     /// Applies committed entries, consecutive and in log order, each exactly once per run
-    /// (after a restart, again from the snapshot on). An error stops the node's step before
-    /// it acknowledges the batch to raft.
-    fn apply(&mut self, entries: &[pb::Entry]) -> Result<(), ApplyError>;
+    /// (after a restart, again from the snapshot on). Returns the indexes of the conf change
+    /// entries it refused, which raft then applies as no-ops (node ID 0, as etcd does). An
+    /// error stops the node's step before it acknowledges the batch to raft.
+    fn apply(&mut self, entries: &[pb::Entry]) -> Result<Vec<u64>, ApplyError>;
 
     /// Replaces the state machine with a durable snapshot received from the leader.
     fn restore(&mut self, snapshot: &pb::Snapshot) -> Result<(), ApplyError>;
@@ -162,6 +168,20 @@ impl RaftNode {
             ..Default::default()
         };
         storage.append_durably(&entries, &hard_state)?;
+        RaftNode::with_storage(cfg, storage, 0, ConfState::default())
+    }
+
+    /// Starts a member joining a running cluster (`--initial-cluster-state existing`): creates
+    /// its WAL holding `metadata` and starts raft with no configuration and an empty log, as
+    /// etcd's `RestartNode` does; the log, from its first entry or a snapshot on, and with it
+    /// the configuration, arrives from the leader.
+    pub fn start_join(cfg: &NodeConfig, metadata: &[u8]) -> Result<RaftNode> {
+        let storage = WalStorage::create(
+            &cfg.wal_dir,
+            &cfg.snap_dir,
+            metadata,
+            cfg.wal_options.clone(),
+        )?;
         RaftNode::with_storage(cfg, storage, 0, ConfState::default())
     }
 
@@ -223,14 +243,69 @@ impl RaftNode {
         Ok(self.raw.propose(Vec::new(), data)?)
     }
 
+    /// Proposes a conf change entry whose data is `conf_change` (etcd's encoding of
+    /// `raftpb.ConfChange`). A follower forwards it to the leader. Dropped (the entry becomes
+    /// an empty normal one) while another conf change is unapplied, as raft-rs does.
+    /// `ProposalDropped` when there is no leader to take it.
+    pub fn propose_conf_change(&mut self, conf_change: Vec<u8>) -> Result<()> {
+        let mut entry = Entry::default();
+        entry.set_entry_type(EntryType::EntryConfChange);
+        entry.data = conf_change.into();
+        let mut message = Message::default();
+        message.set_msg_type(MessageType::MsgPropose);
+        message.from = self.id();
+        message.set_entries(vec![entry].into());
+        self.step(message)
+    }
+
+    /// On the leader, appends proposed entries that include conf changes the way raft-rs's
+    /// leader handles `MsgPropose`, without its decoding of each conf change into raft-rs's
+    /// enum: raft-rs numbers `AddLearnerNode` 2 and refuses etcd's 3 as an invalid enum
+    /// value, so it would drop every learner addition in etcd's encoding.
+    fn append_as_leader(&mut self, mut entries: Vec<Entry>) -> Result<()> {
+        let raft = &mut self.raw.raft;
+        let id = raft.id;
+        if raft.prs().get(id).is_none() || raft.lead_transferee.is_some() {
+            return Err(::raft::Error::ProposalDropped.into());
+        }
+        for (i, entry) in entries.iter_mut().enumerate() {
+            if entry.get_entry_type() != EntryType::EntryConfChange {
+                continue;
+            }
+            if raft.has_pending_conf() {
+                tracing::info!(
+                    pending = raft.pending_conf_index,
+                    "ignoring conf change: possible unapplied conf change"
+                );
+                *entry = Entry::default();
+            } else {
+                raft.pending_conf_index = raft.raft_log.last_index() + i as u64 + 1;
+            }
+        }
+        if !raft.append_entry(&mut entries) {
+            return Err(::raft::Error::ProposalDropped.into());
+        }
+        raft.bcast_append();
+        Ok(())
+    }
+
     /// Asks for a read index; the answer arrives through `ReadyHandler::read_states` with
     /// `context` as its request context.
     pub fn read_index(&mut self, context: Vec<u8>) {
         self.raw.read_index(context);
     }
 
-    /// Feeds a message received from a peer.
-    pub fn step(&mut self, message: Message) -> Result<()> {
+    /// Feeds a message received from a peer. A leader appends forwarded conf change
+    /// proposals itself (see `append_as_leader`).
+    pub fn step(&mut self, mut message: Message) -> Result<()> {
+        let has_conf_change = message.get_msg_type() == MessageType::MsgPropose
+            && message
+                .get_entries()
+                .iter()
+                .any(|e| e.get_entry_type() == EntryType::EntryConfChange);
+        if has_conf_change && self.is_leader() {
+            return self.append_as_leader(message.take_entries().into());
+        }
         Ok(self.raw.step(message)?)
     }
 
@@ -263,6 +338,11 @@ impl RaftNode {
             return None;
         }
         self.raw.raft.prs().get(id).map(|p| p.matched)
+    }
+
+    /// True if this member is a learner in the applied configuration.
+    pub fn is_learner(&self) -> bool {
+        self.conf_state.learners.contains(&self.id())
     }
 
     /// True if `id` is a learner in the applied configuration.
@@ -329,10 +409,12 @@ impl RaftNode {
             .iter()
             .map(entry_to_wal)
             .collect::<Result<Vec<_>>>()?;
-        handler.apply(&entries).map_err(RaftError::Apply)?;
+        let rejected = handler.apply(&entries).map_err(RaftError::Apply)?;
         for entry in &entries {
             match pb::EntryType::try_from(entry.entry_type) {
-                Ok(pb::EntryType::EntryConfChange) => self.apply_conf_change(entry)?,
+                Ok(pb::EntryType::EntryConfChange) => {
+                    self.apply_conf_change(entry, rejected.contains(&entry.index))?
+                }
                 Ok(pb::EntryType::EntryConfChangeV2) => {
                     return Err(RaftError::ConfChangeV2Unsupported { index: entry.index })
                 }
@@ -343,12 +425,17 @@ impl RaftNode {
         Ok(())
     }
 
-    fn apply_conf_change(&mut self, entry: &pb::Entry) -> Result<()> {
-        let cc =
+    /// Applies the conf change in `entry` to raft; a `rejected` one as a no-op (node ID 0,
+    /// which raft-rs skips), so every member's configuration moves the same way.
+    fn apply_conf_change(&mut self, entry: &pb::Entry, rejected: bool) -> Result<()> {
+        let mut cc =
             ConfChange::decode(&entry.data[..]).map_err(|source| RaftError::BadConfChange {
                 index: entry.index,
                 source,
             })?;
+        if rejected {
+            cc.node_id = 0;
+        }
         if let Some(cc) = conf_change_to_raft(&cc, entry.index)? {
             self.conf_state = self.raw.apply_conf_change(&cc)?;
         }

@@ -24,6 +24,9 @@ struct Recorder {
     /// The index applied last (an entry's or a restored snapshot's).
     last_index: u64,
     fail_apply: bool,
+    /// Refuse every conf change above the bootstrap entries (as an apply layer would refuse
+    /// an invalid one).
+    reject_conf_changes: bool,
 }
 
 impl ReadyHandler for Recorder {
@@ -31,10 +34,16 @@ impl ReadyHandler for Recorder {
         self.sent.extend(messages);
     }
 
-    fn apply(&mut self, entries: &[pb::Entry]) -> Result<(), ApplyError> {
+    fn apply(&mut self, entries: &[pb::Entry]) -> Result<Vec<u64>, ApplyError> {
         if self.fail_apply {
             return Err("backend unavailable".into());
         }
+        let rejected = entries
+            .iter()
+            .filter(|e| self.reject_conf_changes && e.index > 1)
+            .filter(|e| e.entry_type == pb::EntryType::EntryConfChange as i32)
+            .map(|e| e.index)
+            .collect();
         for entry in entries {
             if self.last_index != 0 {
                 assert_eq!(entry.index, self.last_index + 1, "in order, no gaps");
@@ -43,7 +52,7 @@ impl ReadyHandler for Recorder {
         }
         self.batch_sizes.push(entries.len());
         self.applied.extend_from_slice(entries);
-        Ok(())
+        Ok(rejected)
     }
 
     fn restore(&mut self, snapshot: &pb::Snapshot) -> Result<(), ApplyError> {
@@ -416,4 +425,44 @@ fn a_lagging_follower_installs_the_leaders_snapshot_durably() {
     );
     assert_eq!(node.hard_state(), hard_state);
     assert_eq!(node.storage().first_index().unwrap(), meta.index + 1);
+}
+
+/// etcd's encoding of a conf change adding `node_id` as a learner.
+fn add_learner(id: u64, node_id: u64) -> Vec<u8> {
+    ConfChange {
+        id,
+        change_type: ConfChangeType::ConfChangeAddLearnerNode as i32,
+        node_id,
+        context: Some(br#"{"id":2}"#.to_vec()),
+    }
+    .encode_to_vec()
+}
+
+#[test]
+fn conf_changes_are_proposed_in_etcds_encoding_and_refused_ones_change_nothing() {
+    // Proves a proposed conf change reaches the log as etcd's bytes and changes raft's
+    // configuration once applied, and that one the apply layer refuses is a no-op for raft.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let mut node = RaftNode::start_new(&cfg, b"meta", &[peer()]).unwrap();
+    let mut handler = Recorder {
+        reject_conf_changes: true,
+        ..Recorder::default()
+    };
+    tick_until_leader(&mut node, &mut handler);
+    node.propose_conf_change(add_learner(7, 2)).unwrap();
+    node.step_ready(0, &mut handler).unwrap();
+    let entry = handler.applied.last().unwrap();
+    assert_eq!(entry.entry_type, pb::EntryType::EntryConfChange as i32);
+    assert_eq!(entry.data, add_learner(7, 2));
+    assert!(node.conf_state().learners.is_empty(), "refused: no change");
+    assert!(!node.is_learner_member(2));
+
+    handler.reject_conf_changes = false;
+    node.propose_conf_change(add_learner(8, 2)).unwrap();
+    node.step_ready(0, &mut handler).unwrap();
+    assert_eq!(handler.applied.last().unwrap().data, add_learner(8, 2));
+    assert_eq!(node.conf_state().learners, vec![2]);
+    assert!(node.is_learner_member(2));
+    assert!(!node.is_learner());
 }

@@ -13,6 +13,7 @@ use std::io::Write;
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::Instant;
 
 use super::error::{Result, TransportError};
 use super::hello::{encode_hello, read_reply, Hello, Kind, Status};
@@ -45,7 +46,7 @@ pub fn connect(urls: &[String], first: usize) -> Result<(TcpStream, usize)> {
     let mut last_error = TransportError::protocol("the peer has no URLs");
     for step in 0..urls.len() {
         let index = (first + step) % urls.len();
-        match connect_url(&urls[index]) {
+        match connect_url(&urls[index], None) {
             Ok(stream) => return Ok((stream, index)),
             Err(e) => last_error = e,
         }
@@ -53,11 +54,25 @@ pub fn connect(urls: &[String], first: usize) -> Result<(TcpStream, usize)> {
     Err(last_error)
 }
 
-fn connect_url(url: &str) -> Result<TcpStream> {
+/// Connects to one URL, trying each address it resolves to for [`CONNECT_TIMEOUT`] at most,
+/// and never past `deadline` when one is given (then the error is `TimedOut`). Name
+/// resolution itself is not bounded.
+pub fn connect_url(url: &str, deadline: Option<Instant>) -> Result<TcpStream> {
     let host_port = parse_peer_url(url)?;
     let mut last_error = None;
     for addr in host_port.to_socket_addrs()? {
-        match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+        let mut limit = CONNECT_TIMEOUT;
+        if let Some(deadline) = deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(TransportError::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("connecting to {url} timed out"),
+                )));
+            }
+            limit = limit.min(left);
+        }
+        match TcpStream::connect_timeout(&addr, limit) {
             Ok(stream) => {
                 stream.set_nodelay(true)?;
                 stream.set_write_timeout(Some(WRITE_TIMEOUT))?;

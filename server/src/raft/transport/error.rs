@@ -1,9 +1,11 @@
 //! The transport's error type. Everything that arrives from the network is validated into one
-//! of these values; none of them panics. Errors never leave the transport through its API (the
-//! raft loop sees [`super::PeerEvent`]s): they decide whether a connection closes and what is
-//! logged.
+//! of these values; none of them panics. Raft traffic never returns them through the API (the
+//! raft loop sees [`super::PeerEvent`]s): there they decide whether a connection closes and
+//! what is logged. The Rpc client functions ([`super::fetch_members`],
+//! [`super::promote_member`]) return them to their caller.
 
 use super::hello::Status;
+use super::rpc::RpcFailure;
 
 /// Why a connection, a frame or a hello failed.
 #[non_exhaustive]
@@ -35,6 +37,12 @@ pub enum TransportError {
         status: Status,
         peer_cluster_id: u64,
     },
+    /// An Rpc was asked of no URL at all.
+    #[error("no peer URLs to ask")]
+    NoPeerUrls,
+    /// The peer answered an Rpc request with a failure.
+    #[error("peer answered {0}")]
+    PeerFailed(RpcFailure),
 }
 
 impl TransportError {

@@ -18,6 +18,8 @@ pub enum Kind {
     Messages,
     /// One snapshot: header, chunks, trailer, and a result frame back.
     Snapshot,
+    /// One request frame and one answer frame back; may come from a member not yet joined.
+    Rpc,
 }
 
 impl Kind {
@@ -25,6 +27,7 @@ impl Kind {
         match self {
             Kind::Messages => KIND_MESSAGES,
             Kind::Snapshot => KIND_SNAPSHOT,
+            Kind::Rpc => KIND_RPC,
         }
     }
 
@@ -32,6 +35,7 @@ impl Kind {
         match value {
             KIND_MESSAGES => Some(Kind::Messages),
             KIND_SNAPSHOT => Some(Kind::Snapshot),
+            KIND_RPC => Some(Kind::Rpc),
             _ => None,
         }
     }
@@ -171,16 +175,19 @@ pub fn read_hello<R: Read>(r: &mut R) -> Result<ReadHello> {
     }))
 }
 
-/// The status a receiver answers: cluster ID first, then the target, then the removed set.
+/// The status a receiver answers: cluster ID first, then the target, then the removed set. An
+/// Rpc hello may leave the cluster ID and the target unknown ([`UNKNOWN_ID`]): those checks
+/// are skipped for it, and only for it.
 pub fn check_hello(
     hello: &Hello,
     cluster_id: u64,
     member_id: u64,
     is_removed: impl FnOnce(u64) -> bool,
 ) -> Status {
-    if hello.cluster_id != cluster_id {
+    let unknown = |id| hello.kind == Kind::Rpc && id == UNKNOWN_ID;
+    if hello.cluster_id != cluster_id && !unknown(hello.cluster_id) {
         Status::ClusterIdMismatch
-    } else if hello.to_id != member_id {
+    } else if hello.to_id != member_id && !unknown(hello.to_id) {
         Status::ToMismatch
     } else if is_removed(hello.from_id) {
         Status::SenderRemoved
@@ -299,5 +306,56 @@ mod tests {
             Status::SenderRemoved
         );
         assert_eq!(check_hello(&h, 0xcdef, 0x2222, |_| false), Status::Ok);
+    }
+
+    #[test]
+    fn only_rpc_hellos_may_leave_cluster_and_target_unknown() {
+        // Proves 0 skips the cluster ID and target checks for kind Rpc only, while a non-zero
+        // mismatch and a removed sender are still refused.
+        let unknown = Hello {
+            kind: Kind::Rpc,
+            cluster_id: 0,
+            to_id: 0,
+            ..hello()
+        };
+        assert_eq!(check_hello(&unknown, 0xcdef, 0x2222, |_| false), Status::Ok);
+        assert_eq!(
+            check_hello(&unknown, 0xcdef, 0x2222, |_| true),
+            Status::SenderRemoved
+        );
+        let rpc = Hello {
+            kind: Kind::Rpc,
+            ..hello()
+        };
+        assert_eq!(
+            check_hello(&rpc, 1, 0x2222, |_| false),
+            Status::ClusterIdMismatch
+        );
+        assert_eq!(check_hello(&rpc, 0xcdef, 3, |_| false), Status::ToMismatch);
+        for kind in [Kind::Messages, Kind::Snapshot] {
+            let h = Hello {
+                kind,
+                ..unknown.clone()
+            };
+            assert_eq!(
+                check_hello(&h, 0xcdef, 0x2222, |_| false),
+                Status::ClusterIdMismatch
+            );
+            let h = Hello {
+                kind,
+                cluster_id: 0xcdef,
+                ..unknown.clone()
+            };
+            assert_eq!(
+                check_hello(&h, 0xcdef, 0x2222, |_| false),
+                Status::ToMismatch
+            );
+        }
+        let wire = encode_hello(&unknown).expect("fits");
+        assert_eq!(wire[HELLO_KIND_OFFSET], KIND_RPC);
+        assert_eq!(
+            read_hello(&mut Cursor::new(wire)).expect("decodes"),
+            ReadHello::Hello(unknown)
+        );
     }
 }

@@ -30,6 +30,9 @@ pub const HELLO_MAX_URLS_LEN: usize = u16::MAX as usize;
 /// Hello `kind` values.
 pub const KIND_MESSAGES: u8 = 1;
 pub const KIND_SNAPSHOT: u8 = 2;
+pub const KIND_RPC: u8 = 3;
+/// The cluster, sender or target ID an Rpc hello carries when the dialer does not know it.
+pub const UNKNOWN_ID: u64 = 0;
 
 /// Reply field offsets and size (see FORMAT.md "Reply").
 pub const REPLY_STATUS_OFFSET: usize = 0;
@@ -64,6 +67,24 @@ pub const BATCH_TARGET_SIZE: usize = 1 << 20;
 /// The longest single encoded message the sender puts in a batch.
 pub const MAX_MESSAGE_SIZE: usize = 32 << 20;
 
+/// Rpc-connection frame types: requests (dialer → receiver), then answers.
+pub const FRAME_RPC_MEMBERS: u8 = 20;
+pub const FRAME_RPC_PROMOTE: u8 = 21;
+pub const FRAME_RPC_MEMBERS_ANSWER: u8 = 22;
+pub const FRAME_RPC_FAILURE: u8 = 23;
+
+/// Promote request payload: `u64 member_id`.
+pub const RPC_PROMOTE_SIZE: usize = 8;
+/// Members answer payload: `u64 cluster_id`, then the JSON array.
+pub const RPC_CLUSTER_ID_SIZE: usize = 8;
+/// Failure answer payload: `u8 code`, then the message text.
+pub const RPC_CODE_SIZE: usize = 1;
+/// Failure codes.
+pub const RPC_CODE_NOT_FOUND: u8 = 1;
+pub const RPC_CODE_FAILED_PRECONDITION: u8 = 2;
+pub const RPC_CODE_TIMEOUT: u8 = 3;
+pub const RPC_CODE_OTHER: u8 = 4;
+
 /// Snapshot header payload: `u64 db_size` then the message.
 pub const SNAP_DB_SIZE_SIZE: usize = 8;
 /// The most db bytes in one chunk frame.
@@ -80,6 +101,8 @@ pub const KEEPALIVE_INTERVAL: Duration = Duration::from_millis(1500);
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const SNAP_RESULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long an Rpc receiver waits for the request frame after its reply.
+pub const RPC_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 pub const BACKOFF_MIN: Duration = Duration::from_millis(50);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// At most one `Unreachable` event per peer in this interval.
@@ -107,3 +130,11 @@ const _: () = assert!(
 );
 const _: () = assert!(FRAME_TYPE_SIZE + SNAP_CHUNK_SIZE <= MAX_FRAME_LEN);
 const _: () = assert!(SNAP_TRAILER_SIZE == 32);
+const _: () = assert!(KIND_RPC == 3 && UNKNOWN_ID == 0);
+const _: () = assert!(RPC_PROMOTE_SIZE == 8 && RPC_CLUSTER_ID_SIZE == 8 && RPC_CODE_SIZE == 1);
+// Rpc frame types are distinct from the Messages and Snapshot ones.
+const _: () = assert!(FRAME_SNAP_RESULT < FRAME_RPC_MEMBERS);
+const _: () = assert!(FRAME_RPC_MEMBERS + 1 == FRAME_RPC_PROMOTE);
+const _: () = assert!(FRAME_RPC_PROMOTE + 1 == FRAME_RPC_MEMBERS_ANSWER);
+const _: () = assert!(FRAME_RPC_MEMBERS_ANSWER + 1 == FRAME_RPC_FAILURE);
+const _: () = assert!(RPC_CODE_NOT_FOUND == 1 && RPC_CODE_OTHER == 4);

@@ -1,7 +1,8 @@
 //! The receiving side: one accept thread per listener and one reader thread per inbound
 //! connection. A reader validates the hello (FORMAT.md "Receiver checks"), replies, and then
 //! either reads Messages frames, handing each batch to the sink as [`PeerEvent::Messages`],
-//! or receives one snapshot (`snapshot::receive`).
+//! receives one snapshot (`snapshot::receive`), or answers one Rpc request (`rpc::serve`, which
+//! runs the Rpc handler on this reader thread).
 //!
 //! A reader never writes after its reply on a Messages connection. It reads with a 5 s timeout
 //! (the sender keeps the connection busy with keepalives) and closes on any error; closing is
@@ -22,7 +23,7 @@ use super::error::{Result, TransportError};
 use super::frame::{decode_batch, read_frame};
 use super::hello::{check_hello, encode_reply, read_hello, Hello, Kind, ReadHello, Reply, Status};
 use super::layout::*;
-use super::{read, snapshot, Hex, Inner, PeerEvent};
+use super::{read, rpc, snapshot, Hex, Inner, PeerEvent};
 
 /// Pause after a failed `accept` (for example out of file descriptors) before trying again.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
@@ -122,6 +123,7 @@ fn serve(inner: &Inner, stream: TcpStream, addr: SocketAddr) {
             read_messages(inner, &hello, &stream, reader, addr);
         }
         Kind::Snapshot => snapshot::receive(inner, &hello, &stream, &mut reader),
+        Kind::Rpc => rpc::serve(inner, &hello, &stream, &mut reader),
     }
 }
 

@@ -1,15 +1,22 @@
-//! The raft peer transport: raft messages and snapshots between members over plain TCP on
-//! `--listen-peer-urls`. Wire format: `FORMAT.md` in this directory ([`layout`] has the numbers).
+//! The raft peer transport: raft messages, snapshots and member-to-member requests over plain
+//! TCP on `--listen-peer-urls`. Wire format: `FORMAT.md` in this directory ([`layout`] has the
+//! numbers).
 //!
 //! * [`layout`]: offsets, sizes, frame types, limits and timeouts, with compile-time checks;
 //! * [`frame`]: frame, batch and snapshot payload codecs; [`hello`]: the handshake codec;
 //! * `conn`: URL parsing, dialing, and the registry of live connections;
 //! * `peer`: one writer thread per peer; `listener`: accept and reader threads;
-//! * `snapshot`: sending and receiving one snapshot per connection.
+//! * `snapshot`: sending and receiving one snapshot per connection;
+//! * `rpc`: one request and one answer per connection (etcd's peer `/members` and
+//!   `/members/promote/<id>`): [`fetch_members`] and [`promote_member`] work before any
+//!   [`Transport`] exists; the answers come from the [`RpcHandler`] set with
+//!   [`Transport::set_rpc_handler`].
 //!
 //! Threads (all std threads with blocking I/O; the raft loop is a std thread too):
 //! one accept thread per listener, one reader thread per inbound connection, one writer thread
-//! per peer, one thread per outgoing snapshot. The raft thread only calls [`Transport`]
+//! per peer, one thread per outgoing snapshot. An inbound Rpc connection's reader thread also
+//! runs the [`RpcHandler`], so a handler may block without holding up anything else; the Rpc
+//! client functions block their caller. The raft thread only calls [`Transport`]
 //! methods, none of which blocks on the network: [`Transport::send`] hands messages to the
 //! peer's bounded queue and drops them (reporting [`PeerEvent::Unreachable`]) when it is full.
 //!
@@ -29,12 +36,19 @@ pub mod hello;
 pub mod layout;
 mod listener;
 mod peer;
+mod rpc;
 mod snapshot;
 
+#[cfg(test)]
+mod rpc_tests;
 #[cfg(test)]
 mod tests;
 
 pub use error::{Result, TransportError};
+pub use rpc::{
+    fetch_members, promote_member, RpcAnswer, RpcCallError, RpcCode, RpcFailure, RpcHandler,
+    RpcRequest,
+};
 
 use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, TcpListener};
@@ -111,6 +125,8 @@ struct Inner {
     sink: EventSink,
     peers: RwLock<HashMap<u64, peer::PeerHandle>>,
     removed: RwLock<HashSet<u64>>,
+    /// Answers inbound Rpc requests; `None` until set (answered Other "not ready").
+    rpc_handler: RwLock<Option<RpcHandler>>,
     /// Set once [`PeerEvent::Removed`] has been sent.
     removed_reported: AtomicBool,
     stopped: AtomicBool,
@@ -238,6 +254,7 @@ impl Transport {
             sink,
             peers: RwLock::default(),
             removed: RwLock::default(),
+            rpc_handler: RwLock::default(),
             removed_reported: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             conns: conn::Registry::default(),
@@ -366,6 +383,15 @@ impl Transport {
         read(&self.inner().peers)
             .get(&id)
             .and_then(|p| p.state.active_since())
+    }
+
+    /// Sets (or replaces) what answers inbound Rpc requests; until then they are answered
+    /// Other "not ready". The handler runs on the connection's own reader thread, a plain std
+    /// thread (never a tokio runtime thread, so `Handle::current()` is unavailable there), and
+    /// may block: only that connection waits. A request already in its handler when
+    /// [`Transport::stop`] runs is not answered, and stop does not wait for it.
+    pub fn set_rpc_handler(&self, handler: RpcHandler) {
+        *write(&self.inner().rpc_handler) = Some(handler);
     }
 
     /// Closes the listeners and every connection and stops the threads; idempotent.

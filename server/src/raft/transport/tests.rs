@@ -1,6 +1,6 @@
 //! Loopback tests of whole transports: two or more [`Transport`]s on 127.0.0.1 with ports the
 //! OS picks, exchanging messages and snapshots. Every wait polls with a deadline; no test
-//! asserts a timing.
+//! asserts a timing. `rpc_tests` reuses [`Node`], [`raw_dial`] and [`closed_without_data`].
 
 use ::raft::eraftpb::{Message, MessageType};
 use std::io::{Cursor, Read, Write};
@@ -16,13 +16,13 @@ use super::layout::{FRAME_BATCH, FRAME_KEEPALIVE, HELLO_FIXED_SIZE};
 use super::snapshot::snap_db_name;
 use super::{PeerEvent, SnapshotBody, Transport, TransportConfig};
 
-const DEADLINE: Duration = Duration::from_secs(20);
+pub(super) const DEADLINE: Duration = Duration::from_secs(20);
 const POLL: Duration = Duration::from_millis(20);
 
 /// One member's transport with its received events and snap directory.
-struct Node {
+pub(super) struct Node {
     id: u64,
-    transport: Transport,
+    pub(super) transport: Transport,
     events: Receiver<PeerEvent>,
     /// Every event received so far, in order.
     seen: Vec<PeerEvent>,
@@ -31,7 +31,7 @@ struct Node {
 }
 
 impl Node {
-    fn start(id: u64, cluster_id: u64) -> Node {
+    pub(super) fn start(id: u64, cluster_id: u64) -> Node {
         Node::start_on(
             id,
             cluster_id,
@@ -65,7 +65,7 @@ impl Node {
         }
     }
 
-    fn url(&self) -> Vec<String> {
+    pub(super) fn url(&self) -> Vec<String> {
         vec![format!("http://{}", self.addr)]
     }
 
@@ -351,7 +351,7 @@ fn a_restarted_peer_gets_messages_again() {
 }
 
 /// A raw connection to `node` that has sent `hello`.
-fn raw_dial(node: &Node, hello: &Hello) -> TcpStream {
+pub(super) fn raw_dial(node: &Node, hello: &Hello) -> TcpStream {
     let stream = TcpStream::connect(node.addr).expect("connect");
     stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
     (&stream)
@@ -372,7 +372,7 @@ fn raw_hello(to_id: u64, cluster_id: u64) -> Hello {
 
 /// Whether the other side closed `stream` (EOF or reset) before sending anything more; false
 /// when data arrives or the read times out.
-fn closed_without_data(stream: &TcpStream) -> bool {
+pub(super) fn closed_without_data(stream: &TcpStream) -> bool {
     let mut byte = [0u8; 1];
     match (&*stream).read(&mut byte) {
         Ok(n) => n == 0,
