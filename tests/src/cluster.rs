@@ -490,7 +490,7 @@ impl Cluster {
 
     /// The exit status if member `i`'s process has exited on its own; `None` while it runs or
     /// when there is no process.
-    fn exit_status(&self, i: usize) -> Result<Option<ExitStatus>> {
+    pub fn exit_status(&self, i: usize) -> Result<Option<ExitStatus>> {
         match lock(&self.members[i].child).as_mut() {
             Some(child) => Ok(child.try_wait()?),
             None => Ok(None),

@@ -74,6 +74,8 @@ pub(super) struct RaftLoop {
     /// When this member learned it was removed from the cluster (it stops a second later, as
     /// etcd does, so its last messages go out).
     removed_at: Option<Instant>,
+    /// When a stopping leader started handing leadership over (see `start_handoff`).
+    handoff_since: Option<Instant>,
 }
 
 impl RaftLoop {
@@ -108,6 +110,7 @@ impl RaftLoop {
             moving_leader: Vec::new(),
             removed_seen: BTreeSet::new(),
             removed_at: None,
+            handoff_since: None,
         }
     }
 
@@ -162,6 +165,16 @@ impl RaftLoop {
                     Err(_) => break,
                 }
             }
+            if stop && self.handoff_since.is_none() && self.start_handoff() {
+                stop = false;
+            }
+            if let Some(since) = self.handoff_since {
+                let handed_off = !self.node.is_leader();
+                if handed_off || since.elapsed() >= self.shared().election_timeout {
+                    tracing::info!(handed_off, "stopping after the leadership handoff");
+                    stop = true;
+                }
+            }
             if stop {
                 // Persist and apply what was proposed before the stop.
                 return self.step(0);
@@ -185,6 +198,41 @@ impl RaftLoop {
             }
             self.step(ticks)?;
         }
+    }
+
+    /// On a stop, a leader first hands leadership to the voter its transport has been
+    /// connected to the longest (etcd's `TransferLeadership` in `Stop`), so the cluster does
+    /// not wait an election timeout for a new leader. True if a transfer started; the loop then
+    /// runs until another member leads, or for at most an election timeout (raft-rs gives up
+    /// a transfer after one).
+    fn start_handoff(&mut self) -> bool {
+        if !self.node.is_leader() {
+            return false;
+        }
+        let Some(transport) = &self.applier.transport else {
+            return false;
+        };
+        let me = self.node.id();
+        let target = self
+            .node
+            .conf_state()
+            .voters
+            .into_iter()
+            .filter(|id| *id != me)
+            .filter_map(|id| transport.active_since(id).map(|since| (since, id)))
+            .min()
+            .map(|(_, id)| id);
+        let Some(target) = target else {
+            return false;
+        };
+        tracing::info!(
+            from = format!("{me:x}"),
+            to = format!("{target:x}"),
+            "leadership transfer starting before the stop"
+        );
+        self.node.transfer_leader(target);
+        self.handoff_since = Some(Instant::now());
+        true
     }
 
     /// True when this member is the only voter.

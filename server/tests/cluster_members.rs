@@ -1,0 +1,536 @@
+//! Membership changes on a running 3-member cluster, driven through etcdctl 3.4.23 and checked
+//! against what etcd 3.4.23 does: replacing a member (remove, wipe, add under a new ID, rejoin
+//! with `--initial-cluster-state existing`), a removed member that can never come back, adding a
+//! learner and promoting it, and updating a member's peer URLs.
+//!
+//! Each scenario is a private function run on a fresh cluster of any [`Flavor`]: its `#[test]`
+//! runs it on oxcd, and an `#[ignore]`d twin runs the very same function on real etcd, to prove
+//! the scenario itself (`cargo test --release -p oxcd-server --test cluster_members --
+//! --ignored`). A failure carries every member's log tail.
+//!
+//! etcd's strict reconfiguration check (on by default) refuses `member add` and `member remove`
+//! of a live voter with `etcdserver: unhealthy cluster` until every voter has been connected for
+//! 5 s, so those commands are retried on that one error; any other error fails at once.
+
+mod grpc;
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use grpc::oxcd_flavor;
+use oxcd_tests::cluster::Cluster;
+use oxcd_tests::etcd::{poll_until, Flavor};
+use oxcd_tests::{ensure, Error, Result};
+use serde_json::Value;
+
+/// Deadline for anything a healthy cluster does within a few election timeouts.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// What a member logs (etcd: `etcdserver`, on `errorc`) once it knows it was removed.
+const REMOVED_LOG: &str = "the member has been permanently removed from the cluster";
+
+/// The error etcd's strict reconfiguration check gives while some voter is not yet connected.
+const UNHEALTHY: &str = "etcdserver: unhealthy cluster";
+
+/// What one etcdctl run said.
+struct Said {
+    ok: bool,
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Said {
+    /// The last line of stderr (etcdctl's `Error: ...`, after its `{"level":"warn"}` retry
+    /// lines).
+    fn error(&self) -> &str {
+        self.stderr.trim_end().lines().last().unwrap_or("")
+    }
+}
+
+/// Runs etcdctl against member `i`, whatever it answers.
+fn said(cluster: &Cluster, i: usize, args: &[&str]) -> Result<Said> {
+    let out = cluster.ctl_output(i, args, None)?;
+    Ok(Said {
+        ok: out.status.success(),
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+/// Runs etcdctl against member `i` and requires that it fails with exit code 1 and the last
+/// stderr line `expected`.
+fn expect_error(cluster: &Cluster, i: usize, args: &[&str], expected: &str) -> Result<()> {
+    let got = said(cluster, i, args)?;
+    ensure!(
+        !got.ok && got.code == Some(1) && got.error() == expected,
+        "etcdctl {}: wanted exit 1 and {expected:?}, got exit {:?}, stdout {:?}, stderr {:?}",
+        args.join(" "),
+        got.code,
+        got.stdout,
+        got.stderr
+    );
+    Ok(())
+}
+
+/// Runs etcdctl against member `i` until it succeeds, retrying only while the strict
+/// reconfiguration check answers [`UNHEALTHY`]; returns its stdout.
+fn ctl_past_strict_check(cluster: &Cluster, i: usize, args: &[&str]) -> Result<String> {
+    poll_until(WAIT, &format!("etcdctl {}", args.join(" ")), || {
+        let got = said(cluster, i, args)?;
+        if got.ok {
+            return Ok(Some(got.stdout));
+        }
+        ensure!(
+            got.error().ends_with(UNHEALTHY),
+            "etcdctl {} failed: {}",
+            args.join(" "),
+            got.stderr.trim_end()
+        );
+        Ok(None)
+    })
+}
+
+/// `Member <id> <verb> cluster <cluster id>` as etcdctl prints it (`%16x`: space-padded).
+fn member_line(id: u64, verb: &str, cluster_id: u64) -> String {
+    format!("Member {id:16x} {verb} cluster {cluster_id:16x}")
+}
+
+/// The new member's ID from `member add`'s first line, `Member <id> added to cluster <cid>`.
+fn added_id(member_add_output: &str) -> Result<u64> {
+    let first = member_add_output.lines().next().unwrap_or("");
+    let id = first
+        .strip_prefix("Member ")
+        .and_then(|rest| rest.split(" added to cluster ").next())
+        .map(str::trim)
+        .ok_or_else(|| Error::msg(format!("member add printed {member_add_output:?}")))?;
+    u64::from_str_radix(id, 16)
+        .map_err(|e| Error::msg(format!("member add printed ID {id:?}: {e}")))
+}
+
+/// The `ETCD_INITIAL_CLUSTER` value `member add` prints.
+fn initial_cluster_of(member_add_output: &str) -> Result<String> {
+    member_add_output
+        .lines()
+        .find_map(|l| l.strip_prefix("ETCD_INITIAL_CLUSTER="))
+        .map(|v| v.trim_matches('"').to_string())
+        .ok_or_else(|| Error::msg(format!("member add printed {member_add_output:?}")))
+}
+
+/// One entry of `member list -w json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Listed {
+    id: u64,
+    name: String,
+    peer_urls: Vec<String>,
+    client_urls: Vec<String>,
+    is_learner: bool,
+}
+
+/// The cluster ID and the members, as member `i` lists them.
+fn member_list(cluster: &Cluster, i: usize) -> Result<(u64, Vec<Listed>)> {
+    let out = cluster.ctl(i, &["member", "list", "-w", "json"])?;
+    let list: Value = serde_json::from_str(&out)?;
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let members = list["members"]
+        .as_array()
+        .map(|members| {
+            members
+                .iter()
+                .map(|m| Listed {
+                    id: m["ID"].as_u64().unwrap_or(0),
+                    name: m["name"].as_str().unwrap_or("").to_string(),
+                    peer_urls: strings(&m["peerURLs"]),
+                    client_urls: strings(&m["clientURLs"]),
+                    is_learner: m["isLearner"].as_bool().unwrap_or(false),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let cluster_id = list["header"]["cluster_id"]
+        .as_u64()
+        .ok_or_else(|| Error::msg(format!("member list has no cluster_id: {out}")))?;
+    Ok((cluster_id, members))
+}
+
+/// The entry for `id` in member `i`'s member list.
+fn listed(cluster: &Cluster, i: usize, id: u64) -> Result<Listed> {
+    let (_, members) = member_list(cluster, i)?;
+    members
+        .iter()
+        .find(|m| m.id == id)
+        .cloned()
+        .ok_or_else(|| Error::msg(format!("member list lacks {id:x}: {members:?}")))
+}
+
+/// The value of `key` as member `i` sees it locally (serializable read), if it has one.
+fn local_value(cluster: &Cluster, i: usize, key: &str) -> Result<Option<String>> {
+    let out = cluster.ctl(i, &["get", key, "--consistency=s", "--print-value-only"])?;
+    let value = out.trim_end_matches('\n');
+    Ok((!value.is_empty()).then(|| value.to_string()))
+}
+
+/// Waits until member `i` reads `value` for `key` locally.
+fn wait_local_value(cluster: &Cluster, i: usize, key: &str, value: &str) -> Result<()> {
+    let what = format!("{} to read {key}={value} locally", cluster.name(i));
+    poll_until(WAIT, &what, || {
+        let seen = local_value(cluster, i, key).ok().flatten();
+        Ok((seen.as_deref() == Some(value)).then_some(()))
+    })
+}
+
+/// Waits until every running member has reached member `at`'s revision, then requires equal
+/// HashKV there on all of them.
+fn wait_same_hashkv(cluster: &Cluster, at: usize) -> Result<()> {
+    let rev = cluster.status(at)?.revision;
+    let hashes = poll_until(WAIT, &format!("every member at revision {rev}"), || {
+        let Ok(all) = cluster.hashkv_all(rev) else {
+            return Ok(None);
+        };
+        Ok(all.iter().all(|&(_, _, r)| r == rev).then_some(all))
+    })?;
+    ensure!(
+        hashes.windows(2).all(|w| w[0].1 == w[1].1),
+        "HashKV at revision {rev} differs: {hashes:?}"
+    );
+    Ok(())
+}
+
+/// Member `i`'s whole log (what it printed over all its runs).
+fn log_of(cluster: &Cluster, i: usize) -> String {
+    std::fs::read_to_string(cluster.data_dir(i).with_file_name("server.log")).unwrap_or_default()
+}
+
+/// Waits until member `i` exits on its own, and requires exit status 0 and [`REMOVED_LOG`] in
+/// what it logged after the first `log_from` bytes.
+fn wait_exit_as_removed(cluster: &Cluster, i: usize, log_from: usize) -> Result<()> {
+    let what = format!("{} to exit after its removal", cluster.name(i));
+    let status = poll_until(WAIT, &what, || cluster.exit_status(i))?;
+    ensure!(
+        status.success(),
+        "{} exited with {status}, wanted status 0",
+        cluster.name(i)
+    );
+    let log = log_of(cluster, i);
+    ensure!(
+        log.get(log_from..).is_some_and(|l| l.contains(REMOVED_LOG)),
+        "{} did not log {REMOVED_LOG:?}",
+        cluster.name(i)
+    );
+    // Reap it, so the harness sees no process in the slot.
+    cluster.stop(i)
+}
+
+/// A follower of the current leader: (leader, follower, the other follower).
+fn leader_and_followers(cluster: &Cluster) -> Result<(usize, usize, usize)> {
+    let leader = cluster.wait_leader(WAIT)?;
+    Ok((leader, (leader + 1) % 3, (leader + 2) % 3))
+}
+
+/// Starts a 3-member cluster of `flavor` and runs `scenario` on it; a failure carries every
+/// member's log tail.
+fn run_on(flavor: Flavor, scenario: fn(&mut Cluster) -> Result<()>) -> Result<()> {
+    let mut cluster = Cluster::start(flavor, 3, &[])?;
+    scenario(&mut cluster).map_err(|e| {
+        let tails: Vec<String> = (0..cluster.size()).map(|i| cluster.log_tail(i)).collect();
+        Error::msg(format!("{e}\n\n{}", tails.join("\n\n")))
+    })
+}
+
+/// Remove a live follower (it exits 0), wipe it, add it back under a new ID with the same peer
+/// URL, rejoin with `existing`: it catches up and all three agree.
+fn member_replacement(cluster: &mut Cluster) -> Result<()> {
+    let (leader, target, _) = leader_and_followers(cluster)?;
+    let keys: Vec<(String, String)> = (0..20)
+        .map(|n| (format!("key-{n:02}"), format!("value-{n}")))
+        .collect();
+    for (key, value) in &keys {
+        cluster.ctl(leader, &["put", key, value])?;
+    }
+    let (cluster_id, _) = member_list(cluster, leader)?;
+    let old_id = cluster.member_id(target)?;
+    let log_from = log_of(cluster, target).len();
+
+    let removed = ctl_past_strict_check(cluster, leader, &["member", "remove", &hex(old_id)])?;
+    let expected = member_line(old_id, "removed from", cluster_id);
+    ensure!(
+        removed.trim_end() == expected,
+        "member remove printed {removed:?}, wanted {expected:?}"
+    );
+    wait_exit_as_removed(cluster, target, log_from)?;
+    let (_, members) = member_list(cluster, leader)?;
+    ensure!(
+        members.len() == 2 && members.iter().all(|m| m.id != old_id),
+        "after the removal the member list is {members:?}"
+    );
+
+    cluster.wipe(target)?;
+    let name = cluster.name(target).to_string();
+    let peer_urls = format!("--peer-urls={}", cluster.peer_url(target));
+    let added = ctl_past_strict_check(cluster, leader, &["member", "add", &name, &peer_urls])?;
+    let new_id = added_id(&added)?;
+    ensure!(new_id != old_id, "the re-added member got its old ID back");
+    let initial_cluster = format!("--initial-cluster={}", initial_cluster_of(&added)?);
+    cluster.set_args(
+        target,
+        &["--initial-cluster-state=existing", &initial_cluster],
+    );
+    cluster.start_member(target)?;
+    ensure!(
+        cluster.member_id(target)? == new_id,
+        "the rejoined member does not have the ID member add gave"
+    );
+
+    for (key, value) in &keys {
+        wait_local_value(cluster, target, key, value)?;
+    }
+    let (_, members) = member_list(cluster, target)?;
+    let started = members.iter().filter(|m| !m.name.is_empty()).count();
+    ensure!(
+        members.len() == 3 && started == 3,
+        "member list should show 3 started members: {members:?}"
+    );
+    let rejoined = listed(cluster, leader, new_id)?;
+    ensure!(
+        rejoined.name == name
+            && rejoined.peer_urls == [cluster.peer_url(target)]
+            && rejoined.client_urls == [cluster.client_url(target)]
+            && !rejoined.is_learner,
+        "the rejoined member is listed as {rejoined:?}"
+    );
+    wait_same_hashkv(cluster, leader)
+}
+
+/// A member removed while stopped exits 0 when restarted on its old data dir, and its ID can
+/// never be named again.
+fn removed_member_cannot_come_back(cluster: &mut Cluster) -> Result<()> {
+    let (leader, target, _) = leader_and_followers(cluster)?;
+    cluster.ctl(leader, &["put", "before", "1"])?;
+    wait_local_value(cluster, target, "before", "1")?;
+    let id = cluster.member_id(target)?;
+    cluster.stop(target)?;
+    ctl_past_strict_check(cluster, leader, &["member", "remove", &hex(id)])?;
+
+    let log_from = log_of(cluster, target).len();
+    cluster.spawn_member(target)?;
+    wait_exit_as_removed(cluster, target, log_from)?;
+
+    expect_error(
+        cluster,
+        leader,
+        &["member", "remove", &hex(id)],
+        "Error: etcdserver: member not found",
+    )?;
+    let (_, members) = member_list(cluster, leader)?;
+    ensure!(
+        members.len() == 2 && members.iter().all(|m| m.id != id),
+        "the removed member is listed again: {members:?}"
+    );
+    // The two left still make a quorum.
+    cluster.ctl(leader, &["put", "after", "2"])?;
+    wait_local_value(cluster, (target + 1) % 3, "after", "2")?;
+    wait_same_hashkv(cluster, leader)
+}
+
+/// A learner is added unstarted, cannot be promoted before it catches up, serves only
+/// serializable reads, and once promoted is a voter that serves writes.
+fn learner_added_and_promoted(cluster: &mut Cluster) -> Result<()> {
+    let (leader, _, _) = leader_and_followers(cluster)?;
+    for n in 0..10 {
+        cluster.ctl(leader, &["put", &format!("k{n}"), &format!("v{n}")])?;
+    }
+    let (cluster_id, _) = member_list(cluster, leader)?;
+    let slot = cluster.reserve_member("learner")?;
+    let peer_urls = format!("--peer-urls={}", cluster.peer_url(slot));
+    let added = ctl_past_strict_check(
+        cluster,
+        leader,
+        &["member", "add", "learner", "--learner", &peer_urls],
+    )?;
+    let id = added_id(&added)?;
+    let unstarted = listed(cluster, leader, id)?;
+    ensure!(
+        unstarted.is_learner && unstarted.name.is_empty() && unstarted.client_urls.is_empty(),
+        "the added learner is listed as {unstarted:?}"
+    );
+    expect_error(
+        cluster,
+        leader,
+        &["member", "promote", &hex(id)],
+        "Error: etcdserver: can only promote a learner member which is in sync with leader",
+    )?;
+
+    let learner = cluster.add_process("learner", &initial_cluster_of(&added)?, &[])?;
+    wait_local_value(cluster, learner, "k9", "v9")?;
+    let row = format!(
+        "{id:x}, started, learner, {}, {}, true",
+        cluster.peer_url(learner),
+        cluster.client_url(learner)
+    );
+    poll_until(WAIT, "the learner to be listed as started", || {
+        let list = cluster.ctl(leader, &["member", "list"])?;
+        Ok(list.lines().any(|l| l == row).then_some(()))
+    })?;
+    let refused = "Error: etcdserver: rpc not supported for learner";
+    expect_error(cluster, learner, &["put", "on-learner", "x"], refused)?;
+    expect_error(cluster, learner, &["get", "k0"], refused)?;
+
+    let promoted = poll_until(WAIT, "the learner to be promoted", || {
+        let got = said(cluster, leader, &["member", "promote", &hex(id)])?;
+        if got.ok {
+            return Ok(Some(got.stdout));
+        }
+        ensure!(
+            got.error().ends_with("which is in sync with leader"),
+            "member promote failed: {}",
+            got.stderr.trim_end()
+        );
+        Ok(None)
+    })?;
+    let expected = member_line(id, "promoted in", cluster_id);
+    ensure!(
+        promoted.trim_end() == expected,
+        "member promote printed {promoted:?}, wanted {expected:?}"
+    );
+    let voter = listed(cluster, leader, id)?;
+    ensure!(
+        !voter.is_learner,
+        "the promoted member is listed as {voter:?}"
+    );
+
+    // The promoted member applies its promotion shortly after the leader does.
+    poll_until(WAIT, "a put through the promoted member", || {
+        let got = said(cluster, learner, &["put", "via-promoted", "yes"])?;
+        ensure!(
+            got.ok || got.error() == refused,
+            "put through the promoted member failed: {}",
+            got.stderr.trim_end()
+        );
+        Ok(got.ok.then_some(()))
+    })?;
+    wait_local_value(cluster, leader, "via-promoted", "yes")?;
+    wait_same_hashkv(cluster, leader)
+}
+
+/// A member's peer URLs are updated (listed at once, no restart) and back; another member's
+/// URL is refused.
+fn member_update(cluster: &mut Cluster) -> Result<()> {
+    let (leader, target, other) = leader_and_followers(cluster)?;
+    let (cluster_id, _) = member_list(cluster, leader)?;
+    let id = cluster.member_id(target)?;
+    let before = listed(cluster, leader, id)?;
+    // A port nobody listens on: the target is unreachable while it is advertised.
+    let free = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let new_url = format!("http://{free}");
+
+    let updated = cluster.ctl(
+        leader,
+        &[
+            "member",
+            "update",
+            &hex(id),
+            &format!("--peer-urls={new_url}"),
+        ],
+    )?;
+    let expected = member_line(id, "updated in", cluster_id);
+    ensure!(
+        updated.trim_end() == expected,
+        "member update printed {updated:?}, wanted {expected:?}"
+    );
+    let after = listed(cluster, leader, id)?;
+    ensure!(
+        after.peer_urls == [new_url.clone()]
+            && after.name == before.name
+            && after.client_urls == before.client_urls,
+        "after the update the member is listed as {after:?}"
+    );
+
+    let taken = format!("--peer-urls={}", cluster.peer_url(other));
+    expect_error(
+        cluster,
+        leader,
+        &["member", "update", &hex(id), &taken],
+        "Error: etcdserver: Peer URLs already exists",
+    )?;
+    ensure!(
+        listed(cluster, leader, id)?.peer_urls == [new_url],
+        "a refused update changed the member"
+    );
+
+    let back = format!("--peer-urls={}", cluster.peer_url(target));
+    cluster.ctl(leader, &["member", "update", &hex(id), &back])?;
+    ensure!(
+        listed(cluster, leader, id)? == before,
+        "updating back did not restore the member's entry"
+    );
+    // Reachable again at its own URL, it follows the log.
+    cluster.ctl(leader, &["put", "after-update", "1"])?;
+    wait_local_value(cluster, target, "after-update", "1")?;
+    wait_same_hashkv(cluster, leader)
+}
+
+/// A member ID as etcdctl takes it.
+fn hex(id: u64) -> String {
+    format!("{id:x}")
+}
+
+#[test]
+fn member_replacement_on_oxcd() -> Result<()> {
+    // Proves oxcd replaces a member like etcd: the removed one exits 0, the re-added one joins under a new ID, catches up and matches HashKV.
+    run_on(oxcd_flavor(), member_replacement)
+}
+
+#[test]
+#[ignore = "proves the scenario on real etcd; run with --ignored"]
+fn member_replacement_on_etcd() -> Result<()> {
+    // Proves the member replacement scenario holds on real etcd 3.4.23.
+    run_on(Flavor::Etcd, member_replacement)
+}
+
+#[test]
+fn removed_member_cannot_come_back_on_oxcd() -> Result<()> {
+    // Proves a member removed while down exits 0 on restart, logging its removal, and its ID is then unknown to member remove.
+    run_on(oxcd_flavor(), removed_member_cannot_come_back)
+}
+
+#[test]
+#[ignore = "proves the scenario on real etcd; run with --ignored"]
+fn removed_member_cannot_come_back_on_etcd() -> Result<()> {
+    // Proves the removed-member scenario holds on real etcd 3.4.23.
+    run_on(Flavor::Etcd, removed_member_cannot_come_back)
+}
+
+#[test]
+fn learner_added_and_promoted_on_oxcd() -> Result<()> {
+    // Proves a learner joins unpromotable until in sync, refuses writes and linearizable reads, serves serializable reads, and after promotion is a voter serving writes.
+    run_on(oxcd_flavor(), learner_added_and_promoted)
+}
+
+#[test]
+#[ignore = "proves the scenario on real etcd; run with --ignored"]
+fn learner_added_and_promoted_on_etcd() -> Result<()> {
+    // Proves the learner scenario holds on real etcd 3.4.23.
+    run_on(Flavor::Etcd, learner_added_and_promoted)
+}
+
+#[test]
+fn member_update_on_oxcd() -> Result<()> {
+    // Proves member update changes a member's peer URLs in the list at once, refuses another member's URL, and updating back lets the member follow again.
+    run_on(oxcd_flavor(), member_update)
+}
+
+#[test]
+#[ignore = "proves the scenario on real etcd; run with --ignored"]
+fn member_update_on_etcd() -> Result<()> {
+    // Proves the member update scenario holds on real etcd 3.4.23.
+    run_on(Flavor::Etcd, member_update)
+}
