@@ -186,7 +186,11 @@ impl<'s> Batch<'s> {
             Err(e @ ServerError::Raft(_)) => return Err(e),
             other => other,
         };
-        self.replies.push((id, result));
+        // Most entries of a follower (and many after a restart) have no proposer here: keep
+        // only the answers someone waits for, so a large batch builds no large reply list.
+        if self.shared.waiters.is_waiting(id) {
+            self.replies.push((id, result));
+        }
         Ok(())
     }
 

@@ -50,7 +50,15 @@ pub(super) struct LoopConfig {
     pub(super) max_snapshots: usize,
     /// Campaign at once when this member is the only voter (no peer can be ahead of it).
     pub(super) campaign_if_alone: bool,
+    /// `--initial-election-tick-advance`: ticks to fast-forward once two peers are connected
+    /// (etcd: election ticks − 2), so a member's first election comes after a couple of ticks
+    /// rather than a whole election timeout; 0 for none.
+    pub(super) initial_tick_advance: usize,
 }
+
+/// How long a starting member waits for connected peers before giving up on the tick advance
+/// (etcd: its peer connection read timeout).
+const TICK_ADVANCE_WAIT: Duration = Duration::from_secs(5);
 
 /// The raft loop thread's state. See the module doc.
 pub(super) struct RaftLoop {
@@ -74,8 +82,12 @@ pub(super) struct RaftLoop {
     /// When this member learned it was removed from the cluster (it stops a second later, as
     /// etcd does, so its last messages go out).
     removed_at: Option<Instant>,
-    /// When a stopping leader started handing leadership over (see `start_handoff`).
-    handoff_since: Option<Instant>,
+    /// When a stopping leader started handing leadership over, and to whom (see
+    /// `start_handoff`; it stops early if the target's connection drops, as when the whole
+    /// cluster stops at once).
+    handoff_since: Option<(Instant, u64)>,
+    /// Until when the start-up tick advance waits for connected peers (`None`: done).
+    tick_advance_until: Option<Instant>,
 }
 
 impl RaftLoop {
@@ -111,6 +123,7 @@ impl RaftLoop {
             removed_seen: BTreeSet::new(),
             removed_at: None,
             handoff_since: None,
+            tick_advance_until: None,
         }
     }
 
@@ -147,6 +160,8 @@ impl RaftLoop {
         if self.cfg.campaign_if_alone && self.alone() {
             self.node.campaign()?;
             self.step(0)?;
+        } else if self.cfg.initial_tick_advance > 0 {
+            self.tick_advance_until = Some(Instant::now() + TICK_ADVANCE_WAIT);
         }
         let mut next_tick = Instant::now() + self.cfg.tick;
         loop {
@@ -168,9 +183,14 @@ impl RaftLoop {
             if stop && self.handoff_since.is_none() && self.start_handoff() {
                 stop = false;
             }
-            if let Some(since) = self.handoff_since {
+            if let Some((since, target)) = self.handoff_since {
                 let handed_off = !self.node.is_leader();
-                if handed_off || since.elapsed() >= self.shared().election_timeout {
+                let target_gone = self
+                    .applier
+                    .transport
+                    .as_ref()
+                    .is_none_or(|t| t.active_since(target).is_none());
+                if handed_off || target_gone || since.elapsed() >= self.shared().election_timeout {
                     tracing::info!(handed_off, "stopping after the leadership handoff");
                     stop = true;
                 }
@@ -185,7 +205,7 @@ impl RaftLoop {
             {
                 return Err(ServerError::MemberRemoved);
             }
-            let mut ticks = 0;
+            let mut ticks = self.due_tick_advance();
             let now = Instant::now();
             while now >= next_tick {
                 ticks += 1;
@@ -231,8 +251,32 @@ impl RaftLoop {
             "leadership transfer starting before the stop"
         );
         self.node.transfer_leader(target);
-        self.handoff_since = Some(Instant::now());
+        self.handoff_since = Some((Instant::now(), target));
         true
+    }
+
+    /// The start-up tick advance (etcd's `adjustTicks`), once more than one peer is connected,
+    /// or nothing after [`TICK_ADVANCE_WAIT`].
+    fn due_tick_advance(&mut self) -> usize {
+        let Some(until) = self.tick_advance_until else {
+            return 0;
+        };
+        let Some(transport) = &self.applier.transport else {
+            return 0;
+        };
+        let active = self
+            .peers
+            .keys()
+            .filter(|id| transport.active_since(**id).is_some())
+            .count();
+        if active > 1 {
+            self.tick_advance_until = None;
+            return self.cfg.initial_tick_advance;
+        }
+        if Instant::now() >= until {
+            self.tick_advance_until = None;
+        }
+        0
     }
 
     /// True when this member is the only voter.

@@ -67,6 +67,11 @@ impl Waiters {
         }
     }
 
+    /// True if a proposer waits for request `id` on this member.
+    pub(super) fn is_waiting(&self, id: u64) -> bool {
+        self.lock().contains_key(&id)
+    }
+
     fn cancel(&self, id: u64) {
         self.lock().remove(&id);
     }

@@ -51,6 +51,7 @@ pub fn start(cfg: &Config) -> Result<Started, ServerError> {
     node_cfg.heartbeat_tick = 1;
     node_cfg.election_tick = cfg.election_ticks().max(2) as usize;
     node_cfg.pre_vote = cfg.pre_vote;
+    let election_tick = node_cfg.election_tick;
     node_cfg.wal_options = WalOptions {
         max_wals: keep_limit(cfg.max_wals),
         ..WalOptions::default()
@@ -145,6 +146,11 @@ pub fn start(cfg: &Config) -> Result<Started, ServerError> {
             snapshot_count: cfg.snapshot_count,
             max_snapshots: keep_limit(cfg.max_snapshots),
             campaign_if_alone: true,
+            initial_tick_advance: if cfg.initial_election_tick_advance {
+                election_tick.saturating_sub(2)
+            } else {
+                0
+            },
         },
     );
     let raft_thread = std::thread::Builder::new()
