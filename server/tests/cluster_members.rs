@@ -534,3 +534,116 @@ fn member_update_on_etcd() -> Result<()> {
     // Proves the member update scenario holds on real etcd 3.4.23.
     run_on(Flavor::Etcd, member_update)
 }
+
+/// A free loopback peer URL nobody listens on (an added member that never starts).
+fn unused_peer_url() -> Result<String> {
+    Ok(format!(
+        "http://{}",
+        TcpListener::bind("127.0.0.1:0")?.local_addr()?
+    ))
+}
+
+/// Membership changes, accepted and refused, made after the last snapshot and committed to
+/// every backend; then every member is SIGKILLed and restarted, so each replays the changes
+/// over a membership that already holds their effects. Each must decide them as the first
+/// time: the same member list, and the learner still in raft's configuration (started now,
+/// it receives the log).
+fn membership_survives_restart(cluster: &mut Cluster) -> Result<()> {
+    let leader = cluster.wait_leader(WAIT)?;
+    let put_some = |cluster: &Cluster, n: usize, prefix: &str| -> Result<()> {
+        for k in 0..n {
+            cluster.ctl(leader, &["put", &format!("{prefix}-{k}"), "v"])?;
+        }
+        Ok(())
+    };
+    // Past --snapshot-count=10: a snapshot falls here, before the changes below, which with
+    // the puts after them stay under 10 entries (no later snapshot).
+    put_some(cluster, 15, "before")?;
+    let added = cluster.ctl(
+        leader,
+        &[
+            "member",
+            "add",
+            "n4",
+            &format!("--peer-urls={}", unused_peer_url()?),
+        ],
+    )?;
+    let n4 = added_id(&added)?;
+    put_some(cluster, 2, "between")?;
+    cluster.ctl(leader, &["member", "remove", &hex(n4)])?;
+    // A refused change: it still takes a log index, which every replay must refuse again.
+    expect_error(
+        cluster,
+        leader,
+        &["member", "remove", &hex(n4)],
+        "Error: etcdserver: member not found",
+    )?;
+    let slot = cluster.reserve_member("learner")?;
+    let learner_url = format!("--peer-urls={}", cluster.peer_url(slot));
+    let added = cluster.ctl(
+        leader,
+        &["member", "add", "learner", "--learner", &learner_url],
+    )?;
+    put_some(cluster, 1, "after")?;
+    let (_, before) = member_list(cluster, leader)?;
+    ensure!(
+        before.len() == 4 && before.iter().filter(|m| m.is_learner).count() == 1,
+        "before the restart the members are {before:?}"
+    );
+    for i in 0..3 {
+        wait_local_value(cluster, i, "after-0", "v")?;
+        // Defragmenting commits the backend: the changes are below every consistent index.
+        cluster.ctl(i, &["defrag"])?;
+    }
+
+    for i in 0..3 {
+        cluster.kill(i)?;
+    }
+    for i in 0..3 {
+        cluster.spawn_member(i)?;
+    }
+    for i in 0..3 {
+        cluster.wait_healthy(i, WAIT)?;
+    }
+    for i in 0..3 {
+        let (_, after) = member_list(cluster, i)?;
+        ensure!(
+            after == before,
+            "{} lists {after:?} after the restart, wanted {before:?}",
+            cluster.name(i)
+        );
+    }
+    expect_error(
+        cluster,
+        leader,
+        &["member", "remove", &hex(n4)],
+        "Error: etcdserver: member not found",
+    )?;
+    let learner = cluster.add_process("learner", &initial_cluster_of(&added)?, &[])?;
+    cluster.ctl(leader, &["put", "for-the-learner", "yes"])?;
+    wait_local_value(cluster, learner, "for-the-learner", "yes")?;
+    // HashKV is refused on a learner (as by etcd): compare the voters.
+    let leader = cluster.wait_leader(WAIT)?;
+    let rev = cluster.status(leader)?.revision;
+    let hashes = poll_until(WAIT, &format!("the voters at revision {rev}"), || {
+        let all: Result<Vec<(u32, i64)>> = (0..3).map(|i| cluster.hashkv(i, rev)).collect();
+        Ok(all.ok().filter(|all| all.iter().all(|&(_, r)| r == rev)))
+    })?;
+    ensure!(
+        hashes.windows(2).all(|w| w[0] == w[1]),
+        "HashKV differs between the voters after the restart: {hashes:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn membership_survives_a_restart_of_every_member_on_oxcd() -> Result<()> {
+    // Proves conf changes (accepted and refused) replayed after a SIGKILL of every member get the same verdicts: same member list, the learner still replicated to, equal HashKV.
+    let flavor = oxcd_flavor();
+    let args = ["--strict-reconfig-check=false", "--snapshot-count=10"];
+    let mut cluster = Cluster::start(flavor, 3, &args)?;
+    membership_survives_restart(&mut cluster).map_err(|e| {
+        let tails: Vec<String> = (0..cluster.size()).map(|i| cluster.log_tail(i)).collect();
+        Error::msg(format!("{e}\n\n{}", tails.join("\n\n")))
+    })
+}

@@ -122,10 +122,7 @@ impl EtcdServer {
 
     /// True if this member is a learner (etcd's `IsLearner`: the membership's view).
     pub fn is_learner(&self) -> bool {
-        self.shared
-            .members
-            .get(self.member_id())
-            .is_some_and(|m| m.is_learner)
+        self.shared.members.is_learner(self.member_id())
     }
 
     /// How long this member's transport has been connected to peer `id` (`None`: it is not).

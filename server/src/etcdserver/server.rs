@@ -197,6 +197,11 @@ impl Members {
         self.read().clone()
     }
 
+    /// True if member `id` is a learner (no copy of the member: every request asks).
+    pub(super) fn is_learner(&self, id: u64) -> bool {
+        self.read().member(id).is_some_and(|m| m.is_learner)
+    }
+
     /// Member `id`, if the cluster has it.
     pub(super) fn get(&self, id: u64) -> Option<Member> {
         self.read().member(id).cloned()
