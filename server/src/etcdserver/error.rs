@@ -27,6 +27,14 @@ pub enum ServerError {
     /// Not applied within the request timeout (etcd's `ErrTimeout`).
     #[error("etcdserver: request timed out")]
     Timeout,
+    /// Not applied in time, and the request started just before a new leader was elected
+    /// (etcd's `ErrTimeoutDueToLeaderFail`).
+    #[error("etcdserver: request timed out, possibly due to previous leader failure")]
+    TimeoutDueToLeaderFail,
+    /// Not applied in time while this member had lost its connection to the leader (or, as
+    /// leader, to a quorum) (etcd's `ErrTimeoutDueToConnectionLost`).
+    #[error("etcdserver: request timed out, possibly due to connection lost")]
+    TimeoutDueToConnectionLost,
     /// The server is shutting down (etcd's `ErrStopped`).
     #[error("etcdserver: server stopped")]
     Stopped,

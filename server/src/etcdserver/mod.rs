@@ -21,6 +21,7 @@ mod reconfig;
 mod server;
 mod snapshot;
 mod start;
+mod timeout;
 
 pub use error::ServerError;
 pub use server::{Applied, ApplyResult, EtcdServer, Limits};

@@ -229,12 +229,20 @@ pub(super) struct RaftStatus {
     leader: AtomicU64,
     commit: AtomicU64,
     applied: AtomicU64,
+    /// When this member last saw a new leader (etcd's `leadElectedTime`).
+    leader_elected_at: Mutex<Option<std::time::Instant>>,
 }
 
 impl RaftStatus {
     pub(super) fn set(&self, term: u64, leader: u64, commit: u64, applied: u64) {
         self.term.store(term, Ordering::Release);
-        self.leader.store(leader, Ordering::Release);
+        let previous = self.leader.swap(leader, Ordering::AcqRel);
+        if leader != 0 && leader != previous {
+            *self
+                .leader_elected_at
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
+        }
         self.commit.store(commit, Ordering::Release);
         self.applied.store(applied, Ordering::Release);
     }
@@ -438,6 +446,7 @@ impl EtcdServer {
     /// Sends `request`, a proposal whose waiter is `id`, and waits (up to the request
     /// timeout) for its entry to be applied.
     pub(super) async fn propose_and_wait(&self, id: u64, request: LoopRequest) -> ApplyResult {
+        let start = std::time::Instant::now();
         let rx = self.shared.waiters.register(id);
         if let Err(e) = self.send(request) {
             self.shared.waiters.cancel(id);
@@ -448,9 +457,36 @@ impl EtcdServer {
             Ok(Err(_)) => Err(ServerError::Stopped),
             Err(_) => {
                 self.shared.waiters.cancel(id);
-                Err(ServerError::Timeout)
+                Err(self.timeout_error(start))
             }
         }
+    }
+
+    /// Which timeout a proposal started at `start` reports (see `timeout`).
+    fn timeout_error(&self, start: std::time::Instant) -> ServerError {
+        let shared = &self.shared;
+        let leader_elected_at = *shared
+            .status
+            .leader_elected_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let voters: Vec<u64> = shared
+            .members
+            .list()
+            .iter()
+            .filter(|m| !m.is_learner)
+            .map(|m| m.id)
+            .collect();
+        let connected_since = |id: u64| shared.transport.get()?.active_since(id);
+        super::timeout::classify(&super::timeout::TimeoutFacts {
+            start,
+            leader_elected_at,
+            election_timeout: shared.election_timeout,
+            leader: self.leader(),
+            me: self.member_id(),
+            voters: &voters,
+            connected_since: &connected_since,
+        })
     }
 
     /// Records this member's `name` and `client_urls` in the cluster through raft (etcd's
