@@ -5,9 +5,11 @@
 //! direction. A pump reads what arrives and, following the current [`Faults`] of its direction:
 //! discards it (blackhole; the connection stays open, as with a network partition that drops
 //! packets), holds it for the delay before forwarding it (order is kept), or discards a chunk
-//! with the given probability. Dropping a chunk of a TCP stream breaks the framing of whatever
-//! protocol runs over it: the peers see a corrupt frame and must reconnect, which is the
-//! recovery path the tests want to exercise. [`FaultProxy::reset`] closes every open
+//! with the given probability. A chunk is what one read returned (up to 64 KiB). On loopback a
+//! read usually ends where the sender's write ended, so dropping a chunk mostly drops whole
+//! frames (lost messages); only a frame larger than one read spans chunks, and dropping part
+//! of it breaks the framing: the peers see a corrupt frame and must reconnect. Tests that want
+//! that recovery path send large values (see `server/tests/cluster_faults.rs`). [`FaultProxy::reset`] closes every open
 //! connection, so peers have to dial again (through the proxy, under the current faults).
 //!
 //! Faults change at any time and apply to data read after the change. The proxy stops when
