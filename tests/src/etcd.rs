@@ -34,7 +34,7 @@ pub const ETCD_VERSION: &str = "3.4.23";
 /// The member name every flavor is started with, so `member list` names match.
 pub const MEMBER_NAME: &str = "oxcd-test";
 
-pub(crate) const START_ATTEMPTS: usize = 3;
+pub(crate) const START_ATTEMPTS: usize = 5;
 pub(crate) const HEALTHY_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
