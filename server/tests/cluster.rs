@@ -9,11 +9,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use oxcd_server::pb::etcdserverpb::kv_client::KvClient;
-use oxcd_server::pb::etcdserverpb::{PutRequest, RangeRequest};
+use oxcd_server::pb::etcdserverpb::PutRequest;
 use oxcd_tests::cluster::Cluster;
 use oxcd_tests::etcd::poll_until;
 
+mod cluster_load;
 mod grpc;
+use cluster_load::{assert_same_hashkv, load_keys_at, write_until_stopped, Writer};
 use grpc::{connect, oxcd_flavor};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -116,7 +118,7 @@ fn killing_the_leader_under_load_loses_no_acknowledged_write() {
         .map(|w| {
             let url = cluster.client_url(w % 3).to_string();
             let (acked, stop) = (Arc::clone(&acked), Arc::clone(&stop));
-            runtime.spawn(write_until_stopped(url, w, acked, stop))
+            runtime.spawn(write_until_stopped(url, w, Writer::small(), acked, stop))
         })
         .collect();
     poll_until(WAIT, "writes before the kill", || {
@@ -138,7 +140,7 @@ fn killing_the_leader_under_load_loses_no_acknowledged_write() {
     let acked = acked.lock().unwrap().clone();
     // Every acknowledged key is on every member (read linearizably through each).
     for i in 0..3 {
-        let present = runtime.block_on(keys_at(cluster.client_url(i).to_string()));
+        let present = runtime.block_on(load_keys_at(cluster.client_url(i), false));
         let missing: Vec<_> = acked.difference(&present).take(5).collect();
         assert!(
             missing.is_empty(),
@@ -146,82 +148,6 @@ fn killing_the_leader_under_load_loses_no_acknowledged_write() {
         );
     }
     assert_same_hashkv(&cluster, new_leader);
-}
-
-/// Waits until every member reaches the revision member `leader` is at, then asserts they all
-/// have the same HashKV there.
-fn assert_same_hashkv(cluster: &Cluster, leader: usize) {
-    let rev = cluster.status(leader).unwrap().revision;
-    let hashes = poll_until(WAIT, "every member at the same revision", || {
-        let all = cluster.hashkv_all(rev)?;
-        Ok(all.iter().all(|(_, _, r)| *r == rev).then_some(all))
-    })
-    .unwrap();
-    let distinct: BTreeSet<u32> = hashes.iter().map(|(_, h, _)| *h).collect();
-    assert_eq!(distinct.len(), 1, "HashKV differs: {hashes:?}");
-}
-
-/// Puts unique keys through `url` until told to stop, recording the acknowledged ones;
-/// failures (the member killed, no leader for a moment) are retried with a new key.
-async fn write_until_stopped(
-    url: String,
-    writer: usize,
-    acked: Arc<Mutex<BTreeSet<String>>>,
-    stop: Arc<AtomicBool>,
-) {
-    let mut client = None;
-    let mut n = 0;
-    while !stop.load(Ordering::SeqCst) {
-        n += 1;
-        let key = format!("load/{writer}/{n:06}");
-        if client.is_none() {
-            match tonic::transport::Channel::from_shared(url.clone())
-                .unwrap()
-                .connect_timeout(Duration::from_millis(500))
-                .connect()
-                .await
-            {
-                Ok(channel) => client = Some(KvClient::new(channel)),
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            }
-        }
-        let kv = client.as_mut().unwrap();
-        let put = kv.put(PutRequest {
-            key: key.clone().into_bytes(),
-            value: b"x".to_vec(),
-            ..PutRequest::default()
-        });
-        match tokio::time::timeout(Duration::from_secs(10), put).await {
-            Ok(Ok(_)) => {
-                acked.lock().unwrap().insert(key);
-            }
-            Ok(Err(_)) => tokio::time::sleep(Duration::from_millis(20)).await,
-            Err(_) => client = None,
-        }
-    }
-}
-
-/// Every key under `load/` on the member at `url`, read linearizably.
-async fn keys_at(url: String) -> BTreeSet<String> {
-    let mut kv = KvClient::new(connect(&url).await);
-    let response = kv
-        .range(RangeRequest {
-            key: b"load/".to_vec(),
-            range_end: b"load0".to_vec(),
-            keys_only: true,
-            ..RangeRequest::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    response
-        .kvs
-        .into_iter()
-        .map(|kv| String::from_utf8(kv.key).unwrap())
-        .collect()
 }
 
 #[test]

@@ -26,16 +26,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use oxcd_server::pb::etcdserverpb::kv_client::KvClient;
-use oxcd_server::pb::etcdserverpb::{PutRequest, RangeRequest};
 use oxcd_tests::cluster::Cluster;
 use oxcd_tests::etcd::poll_until;
 use oxcd_tests::proxy::{Direction, FaultProxy, Faults};
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 
+mod cluster_load;
 mod grpc;
-use grpc::{connect, oxcd_flavor};
+use cluster_load::{assert_same_hashkv, load_keys_at, write_until_stopped, Writer};
+use grpc::oxcd_flavor;
 
 const WAIT: Duration = Duration::from_secs(30);
 /// How long the load runs under faults at least, so that the faulty link has time to lag.
@@ -67,11 +67,11 @@ fn a_lossy_slow_link_to_a_follower_loses_no_acknowledged_write() {
     };
     // The leader's appends carry the large values to the faulty follower.
     let writers = [
-        Writer::small(leader),
-        Writer::small(leader),
-        Writer::small(other),
-        Writer::small(other),
-        Writer::large(leader),
+        Source::small(leader),
+        Source::small(leader),
+        Source::small(other),
+        Source::small(other),
+        Source::large(leader),
     ];
     let acked = run_load_under_faults(&cluster, faulty, lossy, &writers);
     assert_every_member_has(&cluster, &acked);
@@ -92,8 +92,8 @@ fn a_lossy_link_to_the_leader_still_commits() {
         ..Faults::default()
     };
     // A follower forwards the large puts to the leader as proposals.
-    let mut writers: Vec<Writer> = (0..6).map(|w| Writer::small(w % 3)).collect();
-    writers.push(Writer::large(follower));
+    let mut writers: Vec<Source> = (0..6).map(|w| Source::small(w % 3)).collect();
+    writers.push(Source::large(follower));
     let acked = run_load_under_faults(&cluster, leader, lossy, &writers);
     assert_every_member_has(&cluster, &acked);
     let leader = cluster.wait_leader(WAIT).unwrap();
@@ -102,28 +102,32 @@ fn a_lossy_link_to_the_leader_still_commits() {
 
 /// One writer of the load: which member it writes through and what.
 #[derive(Clone, Copy)]
-struct Writer {
+struct Source {
     member: usize,
-    value_bytes: usize,
-    pause: Duration,
+    writer: Writer,
 }
 
-impl Writer {
+impl Source {
     /// Puts of one byte, back to back.
-    fn small(member: usize) -> Writer {
-        Writer {
+    fn small(member: usize) -> Source {
+        Source {
             member,
-            value_bytes: 1,
-            pause: Duration::ZERO,
+            writer: Writer {
+                put_timeout: PUT_TIMEOUT,
+                ..Writer::small()
+            },
         }
     }
 
     /// Puts of [`LARGE_VALUE_BYTES`], [`LARGE_PUT_PAUSE`] apart.
-    fn large(member: usize) -> Writer {
-        Writer {
+    fn large(member: usize) -> Source {
+        Source {
             member,
-            value_bytes: LARGE_VALUE_BYTES,
-            pause: LARGE_PUT_PAUSE,
+            writer: Writer {
+                value_bytes: LARGE_VALUE_BYTES,
+                pause: LARGE_PUT_PAUSE,
+                put_timeout: PUT_TIMEOUT,
+            },
         }
     }
 }
@@ -136,7 +140,7 @@ fn run_load_under_faults(
     cluster: &Cluster,
     faulty: usize,
     faults: Faults,
-    writers: &[Writer],
+    writers: &[Source],
 ) -> BTreeSet<String> {
     let proxy = cluster.proxy(faulty).unwrap();
     let breaks_before = broken_connections(cluster, faulty);
@@ -147,10 +151,10 @@ fn run_load_under_faults(
     let tasks: Vec<JoinHandle<()>> = writers
         .iter()
         .enumerate()
-        .map(|(w, writer)| {
-            let url = cluster.client_url(writer.member).to_string();
+        .map(|(w, source)| {
+            let url = cluster.client_url(source.member).to_string();
             let (acked, stop) = (Arc::clone(&acked), Arc::clone(&stop));
-            runtime.spawn(write_until_stopped(url, w, *writer, acked, stop))
+            runtime.spawn(write_until_stopped(url, w, source.writer, acked, stop))
         })
         .collect();
     let started = Instant::now();
@@ -212,7 +216,7 @@ fn assert_every_member_has(cluster: &Cluster, acked: &BTreeSet<String>) {
             },
         )
         .unwrap_or_else(|e| panic!("{e}\n{}", cluster.log_tail(i)));
-        let present = runtime.block_on(serializable_keys_at(cluster.client_url(i)));
+        let present = runtime.block_on(load_keys_at(cluster.client_url(i), true));
         let missing: Vec<_> = acked.difference(&present).collect();
         assert!(
             missing.is_empty(),
@@ -223,88 +227,6 @@ fn assert_every_member_has(cluster: &Cluster, acked: &BTreeSet<String>) {
             &missing[..missing.len().min(5)]
         );
     }
-}
-
-/// Waits until every member reaches the revision member `leader` is at, then asserts they all
-/// have the same HashKV there.
-fn assert_same_hashkv(cluster: &Cluster, leader: usize) {
-    let rev = cluster.status(leader).unwrap().revision;
-    let hashes = poll_until(WAIT, "every member at the same revision", || {
-        let all = cluster.hashkv_all(rev)?;
-        Ok(all.iter().all(|(_, _, r)| *r == rev).then_some(all))
-    })
-    .unwrap();
-    let distinct: BTreeSet<u32> = hashes.iter().map(|(_, h, _)| *h).collect();
-    assert_eq!(distinct.len(), 1, "HashKV differs: {hashes:?}");
-}
-
-/// Puts unique keys (`load/ID/N`) through `url` as `writer` says until told to stop,
-/// recording the acknowledged ones; failures (no leader for a moment, a put stuck behind a
-/// broken link) are retried with a new key.
-async fn write_until_stopped(
-    url: String,
-    id: usize,
-    writer: Writer,
-    acked: Arc<Mutex<BTreeSet<String>>>,
-    stop: Arc<AtomicBool>,
-) {
-    let mut client = None;
-    let mut n = 0;
-    while !stop.load(Ordering::SeqCst) {
-        n += 1;
-        let key = format!("load/{id}/{n:06}");
-        if client.is_none() {
-            match tonic::transport::Channel::from_shared(url.clone())
-                .unwrap()
-                .connect_timeout(Duration::from_millis(500))
-                .connect()
-                .await
-            {
-                Ok(channel) => client = Some(KvClient::new(channel)),
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            }
-        }
-        let kv = client.as_mut().unwrap();
-        let put = kv.put(PutRequest {
-            key: key.clone().into_bytes(),
-            value: vec![b'x'; writer.value_bytes],
-            ..PutRequest::default()
-        });
-        match tokio::time::timeout(PUT_TIMEOUT, put).await {
-            Ok(Ok(_)) => {
-                acked.lock().unwrap().insert(key);
-                if !writer.pause.is_zero() {
-                    tokio::time::sleep(writer.pause).await;
-                }
-            }
-            Ok(Err(_)) => tokio::time::sleep(Duration::from_millis(20)).await,
-            Err(_) => client = None,
-        }
-    }
-}
-
-/// Every key under `load/` in the local view of the member at `url` (a serializable read).
-async fn serializable_keys_at(url: &str) -> BTreeSet<String> {
-    let mut kv = KvClient::new(connect(url).await);
-    let response = kv
-        .range(RangeRequest {
-            key: b"load/".to_vec(),
-            range_end: b"load0".to_vec(),
-            keys_only: true,
-            serializable: true,
-            ..RangeRequest::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    response
-        .kvs
-        .into_iter()
-        .map(|kv| String::from_utf8(kv.key).unwrap())
-        .collect()
 }
 
 /// Member `i`'s whole log (the harness keeps it next to the data dir).
