@@ -5,7 +5,6 @@
 
 use tonic::{Request, Response, Status};
 
-use super::errors::to_status;
 use crate::etcdserver::EtcdServer;
 use crate::pb::etcdserverpb::cluster_server::Cluster;
 use crate::pb::etcdserverpb::{
@@ -55,8 +54,7 @@ impl Cluster for ClusterService {
         let (member, members) = self
             .server
             .add_member(&request.peer_ur_ls, request.is_learner)
-            .await
-            .map_err(|e| to_status(&e))?;
+            .await?;
         Ok(Response::new(MemberAddResponse {
             header: self.header(),
             member: Some(to_pb(member)),
@@ -68,11 +66,7 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
-        let members = self
-            .server
-            .remove_member(request.into_inner().id)
-            .await
-            .map_err(|e| to_status(&e))?;
+        let members = self.server.remove_member(request.into_inner().id).await?;
         Ok(Response::new(MemberRemoveResponse {
             header: self.header(),
             members: to_pb_list(members),
@@ -87,8 +81,7 @@ impl Cluster for ClusterService {
         let members = self
             .server
             .update_member(request.id, request.peer_ur_ls)
-            .await
-            .map_err(|e| to_status(&e))?;
+            .await?;
         Ok(Response::new(MemberUpdateResponse {
             header: self.header(),
             members: to_pb_list(members),
@@ -109,11 +102,7 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
-        let members = self
-            .server
-            .promote_member(request.into_inner().id)
-            .await
-            .map_err(|e| to_status(&e))?;
+        let members = self.server.promote_member(request.into_inner().id).await?;
         Ok(Response::new(MemberPromoteResponse {
             header: self.header(),
             members: to_pb_list(members),

@@ -58,10 +58,9 @@ impl LeaderLink {
     /// published an http client URL.
     fn client(&self, server: &EtcdServer) -> Result<LeaseClient<Channel>, Status> {
         let leader = server.leader();
-        let url = server
-            .members()
-            .into_iter()
-            .find(|m| m.id == leader && leader != 0)
+        let url = (leader != 0)
+            .then(|| server.member(leader))
+            .flatten()
             .and_then(|m| m.client_urls.into_iter().find(|u| u.starts_with("http://")))
             .ok_or_else(|| crate::api::errors::to_status(&ServerError::NoLeader))?;
         let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());

@@ -380,9 +380,14 @@ impl ReadyHandler for Applier {
         let Some(transport) = &self.transport else {
             return;
         };
-        let (snapshots, messages): (Vec<_>, Vec<_>) = messages
-            .into_iter()
-            .partition(|m| m.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot);
+        let is_snapshot = |m: &raft::eraftpb::Message| {
+            m.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot
+        };
+        if !messages.iter().any(is_snapshot) {
+            transport.send(messages);
+            return;
+        }
+        let (snapshots, messages): (Vec<_>, Vec<_>) = messages.into_iter().partition(is_snapshot);
         if !messages.is_empty() {
             transport.send(messages);
         }

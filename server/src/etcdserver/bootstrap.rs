@@ -53,10 +53,7 @@ pub(super) fn membership_at_start(
         index = snapshot.metadata.index,
         "the snapshot holds no oxcd membership; starting from the members bucket"
     );
-    Ok(Cluster {
-        removed: membership::load_removed(read)?,
-        ..Cluster::new(cluster_id, membership::load(read)?)
-    })
+    Ok(membership::load_cluster(cluster_id, read)?)
 }
 
 /// Restarts from the WAL and the newest snap file.

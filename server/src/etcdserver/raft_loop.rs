@@ -397,23 +397,21 @@ impl RaftLoop {
             .map(|m| (m.id, m.peer_urls))
             .collect();
         for (id, urls) in &members {
-            match self.peers.get(id) {
-                Some(known) if known == urls => {}
-                Some(_) => transport.update_peer(*id, urls),
-                None => transport.add_peer(*id, urls),
+            if self.peers.get(id) != Some(urls) {
+                // Adds the peer, or gives a known one its new URLs.
+                transport.add_peer(*id, urls);
             }
         }
         // A joining member keeps its remotes until its log has caught up to its own addition.
-        let caught_up = cluster_has_me;
-        for id in self.peers.keys() {
-            if !members.contains_key(id) && caught_up {
-                transport.remove_peer(*id);
-            }
-        }
         let mut members = members;
-        if !caught_up {
-            for (id, urls) in &self.peers {
-                members.entry(*id).or_insert_with(|| urls.clone());
+        for (id, urls) in &self.peers {
+            if members.contains_key(id) {
+                continue;
+            }
+            if cluster_has_me {
+                transport.remove_peer(*id);
+            } else {
+                members.insert(*id, urls.clone());
             }
         }
         self.peers = members;

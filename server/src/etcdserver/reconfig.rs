@@ -23,7 +23,7 @@ use crate::config::EtcdUrl;
 use crate::membership::{self, strict, Change, ConfChangeKind, Member};
 use crate::raft::convert::ConfChange;
 use crate::raft::transport::{
-    self, RpcAnswer, RpcCallError, RpcCode, RpcFailure, RpcHandler, RpcRequest,
+    self, RpcAnswer, RpcCode, RpcFailure, RpcHandler, RpcRequest, TransportError,
 };
 
 impl EtcdServer {
@@ -94,7 +94,7 @@ impl EtcdServer {
     /// Asks the leader to promote `id` (etcd's `POST /members/promote/<id>` to the leader).
     async fn forward_promote(&self, id: u64) -> Result<Vec<Member>, ServerError> {
         let leader = self.leader();
-        let urls = match self.shared.members.get(leader) {
+        let urls = match self.member(leader) {
             Some(member) if leader != self.member_id() => member.peer_urls,
             _ => return Err(ServerError::NoLeader),
         };
@@ -108,12 +108,12 @@ impl EtcdServer {
             .map_err(|e| ServerError::Internal(e.to_string()))?
         {
             Ok(members) => Ok(members),
-            Err(RpcCallError::Failed(failure)) => Err(match failure.code {
+            Err(TransportError::PeerFailed(failure)) => Err(match failure.code {
                 RpcCode::Timeout => ServerError::Timeout,
                 // The leader sends the client-visible text; `api::to_status` maps it back.
                 _ => ServerError::Internal(failure.message),
             }),
-            Err(RpcCallError::Transport(e)) => {
+            Err(e) => {
                 tracing::warn!(%e, leader = format!("{leader:x}"), "cannot forward a promote");
                 Err(ServerError::Timeout)
             }

@@ -197,6 +197,11 @@ impl Members {
         self.read().clone()
     }
 
+    /// The voting members' IDs.
+    pub(super) fn voter_ids(&self) -> BTreeSet<u64> {
+        self.read().voter_ids()
+    }
+
     /// True if member `id` is a learner (no copy of the member: every request asks).
     pub(super) fn is_learner(&self, id: u64) -> bool {
         self.read().member(id).is_some_and(|m| m.is_learner)
@@ -335,6 +340,11 @@ impl EtcdServer {
         self.shared.cluster_id
     }
 
+    /// Member `id` as applied, if the cluster has it.
+    pub fn member(&self, id: u64) -> Option<Member> {
+        self.shared.members.get(id)
+    }
+
     /// The members as applied, by ID.
     pub fn members(&self) -> Vec<Member> {
         self.shared.members.list()
@@ -470,13 +480,7 @@ impl EtcdServer {
             .leader_elected_at
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        let voters: Vec<u64> = shared
-            .members
-            .list()
-            .iter()
-            .filter(|m| !m.is_learner)
-            .map(|m| m.id)
-            .collect();
+        let voters: Vec<u64> = shared.members.voter_ids().into_iter().collect();
         let connected_since = |id: u64| shared.transport.get()?.active_since(id);
         super::timeout::classify(&super::timeout::TimeoutFacts {
             start,

@@ -34,7 +34,7 @@ pub(super) fn snapshot_db_path(db_path: &Path, index: u64) -> PathBuf {
     db_path
         .parent()
         .unwrap_or_else(|| Path::new("."))
-        .join(format!("{index:016x}.snap.db"))
+        .join(crate::raft::transport::snap_db_name(index))
 }
 
 /// Sends `message` (a `MsgSnapshot`) with a copy of the backend as its body. If no copy can
@@ -107,10 +107,7 @@ pub(super) fn install(
     super::start::restore_leases(&shared.lessor, &read, &key_leases)?;
     let cluster = match super::membership_from_snapshot_data(shared.cluster_id, &snapshot.data) {
         Some(cluster) => cluster,
-        None => membership::Cluster {
-            removed: membership::load_removed(&read)?,
-            ..membership::Cluster::new(shared.cluster_id, membership::load(&read)?)
-        },
+        None => membership::load_cluster(shared.cluster_id, &read)?,
     };
     shared.members.replace(cluster);
     shared.alarms.replace(super::start::load_alarms(&read)?);

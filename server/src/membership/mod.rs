@@ -245,6 +245,17 @@ pub fn save_applied(
     }
 }
 
+/// The membership the buckets record: every member and every removed ID.
+pub fn load_cluster(
+    cluster_id: u64,
+    tx: &ConcurrentReadTx,
+) -> Result<Cluster, oxcd_engine::backend::Error> {
+    Ok(Cluster {
+        removed: load_removed(tx)?,
+        ..Cluster::new(cluster_id, load(tx)?)
+    })
+}
+
 /// Every member recorded in the backend, by ID. Records that do not parse are skipped.
 pub fn load(tx: &ConcurrentReadTx) -> Result<Vec<Member>, oxcd_engine::backend::Error> {
     let mut members = Vec::new();

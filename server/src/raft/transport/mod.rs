@@ -46,9 +46,9 @@ mod tests;
 
 pub use error::{Result, TransportError};
 pub use rpc::{
-    fetch_members, promote_member, RpcAnswer, RpcCallError, RpcCode, RpcFailure, RpcHandler,
-    RpcRequest,
+    fetch_members, promote_member, RpcAnswer, RpcCode, RpcFailure, RpcHandler, RpcRequest,
 };
+pub use snapshot::snap_db_name;
 
 use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, TcpListener};
@@ -308,14 +308,6 @@ impl Transport {
             Err(e) => {
                 tracing::error!(peer = %Hex(id), %e, "cannot start a peer writer")
             }
-        }
-    }
-
-    /// Replaces a known peer's URLs; they are used from its next connection on.
-    pub fn update_peer(&self, id: u64, urls: &[String]) {
-        match read(&self.inner().peers).get(&id) {
-            Some(peer) => peer.state.set_urls(urls),
-            None => tracing::debug!(peer = %Hex(id), "update of an unknown peer"),
         }
     }
 

@@ -114,18 +114,6 @@ impl RpcFailure {
 pub type RpcHandler =
     Arc<dyn Fn(RpcRequest) -> std::result::Result<RpcAnswer, RpcFailure> + Send + Sync>;
 
-/// Why [`promote_member`] did not succeed: the peer answered with a failure, or it could not
-/// be asked.
-#[derive(Debug, thiserror::Error)]
-pub enum RpcCallError {
-    /// The peer answered; nothing was promoted.
-    #[error("peer answered {0}")]
-    Failed(RpcFailure),
-    /// No URL could be reached or the exchange broke; the last URL's error.
-    #[error(transparent)]
-    Transport(#[from] TransportError),
-}
-
 /// A request as a frame type and payload.
 pub fn encode_request(request: RpcRequest) -> (u8, Vec<u8>) {
     match request {
@@ -286,7 +274,8 @@ pub fn fetch_members(
 
 /// Asks the member at `peer_urls` (the leader's URLs) to promote learner `member_id`, and
 /// returns the membership after the promote. The first answer decides, failure or not; only
-/// an unreachable URL or a broken exchange moves on to the next. Each URL gets `timeout` for
+/// an unreachable URL or a broken exchange moves on to the next. A failure answer comes back
+/// as [`TransportError::PeerFailed`]. Each URL gets `timeout` for
 /// the whole exchange, which includes the leader's wait for the promote to apply. Retrying on
 /// a Timeout or Other answer, as etcd does until its request timeout, is the caller's choice.
 pub fn promote_member(
@@ -295,21 +284,21 @@ pub fn promote_member(
     cluster_id: u64,
     member_id: u64,
     timeout: Duration,
-) -> std::result::Result<Vec<Member>, RpcCallError> {
+) -> Result<Vec<Member>> {
     let hello = rpc_hello(from, cluster_id);
     let request = RpcRequest::PromoteMember(member_id);
     let mut last_error = TransportError::NoPeerUrls;
     for url in peer_urls {
         match call(url, &hello, request, timeout) {
             Ok(Ok(RpcAnswer::Members { members, .. })) => return Ok(members),
-            Ok(Err(failure)) => return Err(RpcCallError::Failed(failure)),
+            Ok(Err(failure)) => return Err(TransportError::PeerFailed(failure)),
             Err(e) => {
                 tracing::debug!(%url, error = %e, "cannot forward a promote to a peer");
                 last_error = e;
             }
         }
     }
-    Err(RpcCallError::Transport(last_error))
+    Err(last_error)
 }
 
 /// The hello of a dialer that may not know its cluster or whom it reaches.

@@ -16,7 +16,7 @@ use super::hello::{encode_reply, read_hello, Hello, Kind, ReadHello, Reply, Stat
 use super::layout::*;
 use super::rpc::encode_answer;
 use super::tests::{closed_without_data, raw_dial, Node, DEADLINE};
-use super::{fetch_members, promote_member, RpcAnswer, RpcCallError, RpcCode, RpcFailure};
+use super::{fetch_members, promote_member, RpcAnswer, RpcCode, RpcFailure};
 use super::{RpcHandler, RpcRequest, TransportError};
 
 /// The cluster ID every serving node here has.
@@ -123,10 +123,10 @@ fn a_mismatching_cluster_id_or_removed_sender_is_refused() {
     assert!(
         matches!(
             err,
-            RpcCallError::Transport(TransportError::Refused {
+            TransportError::Refused {
                 status: Status::ClusterIdMismatch,
                 ..
-            })
+            }
         ),
         "{err}"
     );
@@ -149,14 +149,14 @@ fn a_mismatching_cluster_id_or_removed_sender_is_refused() {
 #[test]
 fn promote_answers_members_or_each_failure_code() {
     // Proves a promote returns the membership after it, and every failure code and message
-    // comes back as RpcCallError::Failed exactly as the handler answered.
+    // comes back as TransportError::PeerFailed exactly as the handler answered.
     let (tx, _threads) = channel();
     let node = serving(1, tx);
     let after = promote_member(&node.url(), 9, CLUSTER, 2, TIMEOUT).expect("promoted");
     assert_eq!(after, members(false));
     for id in [3, 4, 5, 6] {
         match promote_member(&node.url(), 0, 0, id, TIMEOUT) {
-            Err(RpcCallError::Failed(failure)) => assert_eq!(failure, failure_for(id)),
+            Err(TransportError::PeerFailed(failure)) => assert_eq!(failure, failure_for(id)),
             other => panic!("promote {id}: {other:?}"),
         }
     }
@@ -172,7 +172,7 @@ fn without_a_handler_requests_are_answered_not_ready() {
         other => panic!("{other:?}"),
     }
     match promote_member(&node.url(), 0, 0, 2, TIMEOUT) {
-        Err(RpcCallError::Failed(failure)) => assert_eq!(failure, not_ready),
+        Err(TransportError::PeerFailed(failure)) => assert_eq!(failure, not_ready),
         other => panic!("{other:?}"),
     }
 }
@@ -244,7 +244,7 @@ fn broken_answers_are_errors_not_panics() {
     }
     let (url, peer) = fake_peer(0, good[..good.len() - 1].to_vec());
     let err = promote_member(&[url], 0, 0, 2, TIMEOUT).expect_err("truncated");
-    assert!(matches!(err, RpcCallError::Transport(_)), "{err}");
+    assert!(!matches!(err, TransportError::PeerFailed(_)), "{err}");
     peer.join().expect("fake peer");
 }
 
@@ -299,7 +299,7 @@ fn unreachable_and_silent_peers_fail_within_the_timeout() {
     }
     let err = promote_member(&silent_urls, 0, 0, 2, SHORT).expect_err("silent");
     assert!(
-        matches!(&err, RpcCallError::Transport(TransportError::Io(e))
+        matches!(&err, TransportError::Io(e)
             if e.kind() == std::io::ErrorKind::TimedOut),
         "{err}"
     );
@@ -312,7 +312,7 @@ fn unreachable_and_silent_peers_fail_within_the_timeout() {
     ));
     assert!(matches!(
         promote_member(&[], 0, 0, 2, SHORT),
-        Err(RpcCallError::Transport(TransportError::NoPeerUrls))
+        Err(TransportError::NoPeerUrls)
     ));
 }
 
@@ -344,7 +344,7 @@ fn later_urls_are_tried_when_earlier_ones_fail() {
     let mut first_answers = not_ready.url();
     first_answers.extend(live.url());
     match promote_member(&first_answers, 0, 0, 2, TIMEOUT) {
-        Err(RpcCallError::Failed(failure)) => assert_eq!(failure.code, RpcCode::Other),
+        Err(TransportError::PeerFailed(failure)) => assert_eq!(failure.code, RpcCode::Other),
         other => panic!("{other:?}"),
     }
 }
