@@ -315,17 +315,6 @@ server_launch() {
     SRV_PID=$!
 }
 
-# Waits until the server serves; prints nothing, fails with its log's tail if it does not.
-server_wait_ready() {
-    if "$OXBENCH" wait-ready --endpoints="$SRV_CLIENT" --timeout-secs="$READY_TIMEOUT_SECS" \
-        >/dev/null 2>>"$SRV_LOG"; then
-        return 0
-    fi
-    log "server pid $SRV_PID on $SRV_CLIENT did not become ready; log tail:"
-    tail -n 20 "$SRV_LOG" >&2
-    return 1
-}
-
 # server_start SIDE: a fresh server on a fresh data dir and fresh ports, ready to serve.
 # A port taken between the probe and the server's bind makes it exit at once: try again.
 server_start() {

@@ -3,9 +3,6 @@
 //! them to the leader), serve linearizable reads on followers, hand leadership over on
 //! MoveLeader, and lose no acknowledged write when the leader is SIGKILLed under load.
 
-use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use oxcd_server::pb::etcdserverpb::kv_client::KvClient;
@@ -15,16 +12,18 @@ use oxcd_tests::etcd::poll_until;
 
 mod cluster_load;
 mod grpc;
-use cluster_load::{assert_same_hashkv, load_keys_at, write_until_stopped, Writer};
+use cluster_load::{assert_every_member_has, assert_same_hashkv, Load, Writer};
 use grpc::{connect, oxcd_flavor};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// `etcdctl get KEY --print-value-only` on member `i`, with `extra` flags.
-fn value_at(cluster: &Cluster, i: usize, key: &str, extra: &[&str]) -> String {
-    let mut args = vec!["get", key, "--print-value-only"];
-    args.extend_from_slice(extra);
-    cluster.ctl(i, &args).unwrap().trim().to_string()
+/// `etcdctl get KEY --print-value-only` (a linearizable read) on member `i`.
+fn value_at(cluster: &Cluster, i: usize, key: &str) -> String {
+    cluster
+        .ctl(i, &["get", key, "--print-value-only"])
+        .unwrap()
+        .trim()
+        .to_string()
 }
 
 #[test]
@@ -54,13 +53,13 @@ fn three_members_publish_replicate_and_forward() {
         cluster.ctl(i, &["put", &key, &format!("v{i}")]).unwrap();
         for j in 0..3 {
             // Linearizable reads through a follower see the write at once.
-            assert_eq!(value_at(&cluster, j, &key, &[]), format!("v{i}"));
+            assert_eq!(value_at(&cluster, j, &key), format!("v{i}"));
         }
     }
     let follower = (leader + 1) % 3;
     assert_eq!(
-        value_at(&cluster, follower, "via-0", &["--consistency=s"]),
-        "v0"
+        cluster.local_value(follower, "via-0").unwrap().as_deref(),
+        Some("v0")
     );
 }
 
@@ -102,7 +101,7 @@ fn move_leader_hands_leadership_to_the_target() {
     })
     .unwrap();
     cluster.ctl(target, &["put", "after-move", "x"]).unwrap();
-    assert_eq!(value_at(&cluster, leader, "after-move", &[]), "x");
+    assert_eq!(value_at(&cluster, leader, "after-move"), "x");
 }
 
 #[test]
@@ -111,42 +110,16 @@ fn killing_the_leader_under_load_loses_no_acknowledged_write() {
     // all members end with equal HashKV at the same revision.
     let cluster = Cluster::start(oxcd_flavor(), 3, &[]).unwrap();
     let old_leader = cluster.wait_leader(WAIT).unwrap();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let acked: Arc<Mutex<BTreeSet<String>>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let writers: Vec<_> = (0..6)
-        .map(|w| {
-            let url = cluster.client_url(w % 3).to_string();
-            let (acked, stop) = (Arc::clone(&acked), Arc::clone(&stop));
-            runtime.spawn(write_until_stopped(url, w, Writer::small(), acked, stop))
-        })
-        .collect();
-    poll_until(WAIT, "writes before the kill", || {
-        Ok((acked.lock().unwrap().len() >= 300).then_some(()))
-    })
-    .unwrap();
+    let writers: Vec<(usize, Writer)> = (0..6).map(|w| (w % 3, Writer::small())).collect();
+    let load = Load::start(&cluster, &writers);
+    load.wait_acked(300, "writes before the kill");
     cluster.kill(old_leader).unwrap();
     let new_leader = cluster.wait_leader_other_than(old_leader, WAIT).unwrap();
-    let at_kill = acked.lock().unwrap().len();
-    poll_until(WAIT, "writes under the new leader", || {
-        Ok((acked.lock().unwrap().len() >= at_kill + 300).then_some(()))
-    })
-    .unwrap();
+    load.wait_acked(load.acked_count() + 300, "writes under the new leader");
     cluster.start_member(old_leader).unwrap();
-    stop.store(true, Ordering::SeqCst);
-    for writer in writers {
-        runtime.block_on(writer).unwrap();
-    }
-    let acked = acked.lock().unwrap().clone();
+    let acked = load.stop();
     // Every acknowledged key is on every member (read linearizably through each).
-    for i in 0..3 {
-        let present = runtime.block_on(load_keys_at(cluster.client_url(i), false));
-        let missing: Vec<_> = acked.difference(&present).take(5).collect();
-        assert!(
-            missing.is_empty(),
-            "member {i} lacks acknowledged keys {missing:?}"
-        );
-    }
+    assert_every_member_has(&cluster, &acked, false);
     assert_same_hashkv(&cluster, new_leader);
 }
 
@@ -159,34 +132,30 @@ fn a_follower_cut_off_past_the_log_catches_up_by_snapshot() {
     let leader = cluster.wait_leader(WAIT).unwrap();
     let follower = (leader + 1) % 3;
     cluster.ctl(leader, &["put", "before", "1"]).unwrap();
-    poll_until(WAIT, "the follower to have the first key", || {
-        Ok((value_at(&cluster, follower, "before", &["--consistency=s"]) == "1").then_some(()))
-    })
-    .unwrap();
+    cluster
+        .wait_local_value(follower, "before", "1", WAIT)
+        .unwrap();
     let proxy = cluster.proxy(follower).unwrap();
+    let log_from = cluster.log(follower).len();
     proxy.blackhole(true);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(put_many(cluster.client_url(leader).to_string(), 8_000));
     assert_eq!(
-        value_at(&cluster, follower, "bulk/7999", &["--consistency=s"]),
-        "",
+        cluster.local_value(follower, "bulk/7999").unwrap(),
+        None,
         "the follower got writes through the blackhole"
     );
     proxy.blackhole(false);
     proxy.reset();
-    poll_until(Duration::from_secs(60), "the follower to catch up", || {
-        let got = cluster.ctl(
-            follower,
-            &["get", "bulk/7999", "--print-value-only", "--consistency=s"],
-        )?;
-        Ok((got.trim() == "v").then_some(()))
-    })
-    .unwrap_or_else(|e| panic!("{e}\nfollower log:\n{}", cluster.log_tail(follower)));
+    cluster
+        .wait_local_value(follower, "bulk/7999", "v", Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e}\nfollower log:\n{}", cluster.log_tail(follower)));
+    // The whole log since the cut-off, not its tail: the member logs on after installing.
+    let log = cluster.log(follower);
     assert!(
-        cluster
-            .log_tail(follower)
-            .contains("installed the database snapshot received from the leader"),
-        "{}",
+        log.get(log_from..)
+            .is_some_and(|l| l.contains("installed the database snapshot received from the leader")),
+        "the follower logged no snapshot install after it was cut off\n{}",
         cluster.log_tail(follower)
     );
     cluster.ctl(follower, &["put", "after", "2"]).unwrap();
@@ -237,7 +206,7 @@ fn keep_alives_through_a_follower_reach_the_leaders_lessor() {
             .unwrap();
         std::thread::sleep(Duration::from_millis(500));
     }
-    assert_eq!(value_at(&cluster, leader, "leased", &[]), "v");
+    assert_eq!(value_at(&cluster, leader, "leased"), "v");
     let ttl = cluster
         .ctl(follower, &["lease", "timetolive", &id])
         .unwrap();
@@ -246,7 +215,7 @@ fn keep_alives_through_a_follower_reach_the_leaders_lessor() {
         "{ttl}"
     );
     poll_until(WAIT, "the lease to expire", || {
-        Ok(value_at(&cluster, follower, "leased", &[])
+        Ok(value_at(&cluster, follower, "leased")
             .is_empty()
             .then_some(()))
     })

@@ -13,7 +13,6 @@ mod grpc;
 use cluster_pair::normalise::{MemberFacts, Normaliser, Rows};
 use cluster_pair::{At, Case, ClusterPair, Side, SIZE, WAIT};
 use oxcd_server::config::ETCD_SERVER_VERSION;
-use oxcd_tests::etcd::poll_until;
 
 /// Every `-w` value etcdctl accepts (the first is the default, simple).
 const FORMATS: [&[&str]; 5] = [
@@ -36,15 +35,15 @@ fn in_every_format(at: At, args: &[&str]) -> Vec<Case> {
         .collect()
 }
 
-/// Waits until every member of `side` has applied the same revision as the leader.
+/// Waits until every member of `side` has applied the revision the leader is at.
 fn settle(side: &Side) {
     let leader = side.index(0);
     let rev = side.cluster.status(leader).unwrap().revision;
-    poll_until(WAIT, "every member at the leader's revision", || {
-        let all = side.cluster.hashkv_all(0)?;
-        Ok(all.iter().all(|&(_, _, r)| r == rev).then_some(()))
-    })
-    .unwrap();
+    for i in side.cluster.running_members() {
+        if let Err(e) = side.cluster.wait_revision(i, rev, WAIT) {
+            panic!("{}: {e}", side.cluster.flavor().name());
+        }
+    }
 }
 
 #[test]

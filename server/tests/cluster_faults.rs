@@ -22,19 +22,16 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use oxcd_tests::cluster::Cluster;
 use oxcd_tests::etcd::poll_until;
-use oxcd_tests::proxy::{Direction, FaultProxy, Faults};
-use tokio::runtime::Runtime;
-use tokio::task::JoinHandle;
+use oxcd_tests::proxy::Faults;
 
 mod cluster_load;
 mod grpc;
-use cluster_load::{assert_same_hashkv, load_keys_at, write_until_stopped, Writer};
+use cluster_load::{assert_every_member_has, assert_same_hashkv, Load, Writer};
 use grpc::oxcd_flavor;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -67,14 +64,14 @@ fn a_lossy_slow_link_to_a_follower_loses_no_acknowledged_write() {
     };
     // The leader's appends carry the large values to the faulty follower.
     let writers = [
-        Source::small(leader),
-        Source::small(leader),
-        Source::small(other),
-        Source::small(other),
-        Source::large(leader),
+        small_writer(leader),
+        small_writer(leader),
+        small_writer(other),
+        small_writer(other),
+        large_writer(leader),
     ];
     let acked = run_load_under_faults(&cluster, faulty, lossy, &writers);
-    assert_every_member_has(&cluster, &acked);
+    assert_every_member_has(&cluster, &acked, true);
     let leader = cluster.wait_leader(WAIT).unwrap();
     assert_same_hashkv(&cluster, leader);
 }
@@ -92,44 +89,31 @@ fn a_lossy_link_to_the_leader_still_commits() {
         ..Faults::default()
     };
     // A follower forwards the large puts to the leader as proposals.
-    let mut writers: Vec<Source> = (0..6).map(|w| Source::small(w % 3)).collect();
-    writers.push(Source::large(follower));
+    let mut writers: Vec<(usize, Writer)> = (0..6).map(|w| small_writer(w % 3)).collect();
+    writers.push(large_writer(follower));
     let acked = run_load_under_faults(&cluster, leader, lossy, &writers);
-    assert_every_member_has(&cluster, &acked);
+    assert_every_member_has(&cluster, &acked, true);
     let leader = cluster.wait_leader(WAIT).unwrap();
     assert_same_hashkv(&cluster, leader);
 }
 
-/// One writer of the load: which member it writes through and what.
-#[derive(Clone, Copy)]
-struct Source {
-    member: usize,
-    writer: Writer,
+/// A writer through `member` putting one byte, back to back.
+fn small_writer(member: usize) -> (usize, Writer) {
+    let writer = Writer {
+        put_timeout: PUT_TIMEOUT,
+        ..Writer::small()
+    };
+    (member, writer)
 }
 
-impl Source {
-    /// Puts of one byte, back to back.
-    fn small(member: usize) -> Source {
-        Source {
-            member,
-            writer: Writer {
-                put_timeout: PUT_TIMEOUT,
-                ..Writer::small()
-            },
-        }
-    }
-
-    /// Puts of [`LARGE_VALUE_BYTES`], [`LARGE_PUT_PAUSE`] apart.
-    fn large(member: usize) -> Source {
-        Source {
-            member,
-            writer: Writer {
-                value_bytes: LARGE_VALUE_BYTES,
-                pause: LARGE_PUT_PAUSE,
-                put_timeout: PUT_TIMEOUT,
-            },
-        }
-    }
+/// A writer through `member` putting [`LARGE_VALUE_BYTES`], [`LARGE_PUT_PAUSE`] apart.
+fn large_writer(member: usize) -> (usize, Writer) {
+    let writer = Writer {
+        value_bytes: LARGE_VALUE_BYTES,
+        pause: LARGE_PUT_PAUSE,
+        put_timeout: PUT_TIMEOUT,
+    };
+    (member, writer)
 }
 
 /// Sets `faults` both ways on member `faulty`'s proxy and runs `writers` until the load has
@@ -140,39 +124,24 @@ fn run_load_under_faults(
     cluster: &Cluster,
     faulty: usize,
     faults: Faults,
-    writers: &[Source],
+    writers: &[(usize, Writer)],
 ) -> BTreeSet<String> {
     let proxy = cluster.proxy(faulty).unwrap();
     let breaks_before = broken_connections(cluster, faulty);
-    set_both_ways(proxy, faults);
-    let runtime = Runtime::new().unwrap();
-    let acked: Arc<Mutex<BTreeSet<String>>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let tasks: Vec<JoinHandle<()>> = writers
-        .iter()
-        .enumerate()
-        .map(|(w, source)| {
-            let url = cluster.client_url(source.member).to_string();
-            let (acked, stop) = (Arc::clone(&acked), Arc::clone(&stop));
-            runtime.spawn(write_until_stopped(url, w, source.writer, acked, stop))
-        })
-        .collect();
+    proxy.set_both(faults);
+    let load = Load::start(cluster, writers);
     let started = Instant::now();
     let hit = poll_until(WAIT, "load under faults that visibly hit", || {
-        let count = acked.lock().unwrap().len();
+        let count = load.acked_count();
         let breaks = broken_connections(cluster, faulty);
         let done = started.elapsed() >= LOAD_UNDER_FAULTS
             && count >= MIN_ACKED_UNDER_FAULTS
             && breaks > breaks_before;
         Ok(done.then_some(()))
     });
-    set_both_ways(proxy, Faults::default());
+    proxy.set_both(Faults::default());
     proxy.reset();
-    stop.store(true, Ordering::SeqCst);
-    for task in tasks {
-        runtime.block_on(task).unwrap();
-    }
-    let acked = acked.lock().unwrap().clone();
+    let acked = load.stop();
     if let Err(e) = hit {
         panic!(
             "{e}: {} puts acknowledged, {} broken connections logged by {} (before: \
@@ -180,7 +149,7 @@ fn run_load_under_faults(
             acked.len(),
             broken_connections(cluster, faulty),
             cluster.name(faulty),
-            all_log_tails(cluster)
+            cluster.log_tails()
         );
     }
     eprintln!(
@@ -193,66 +162,17 @@ fn run_load_under_faults(
     acked
 }
 
-fn set_both_ways(proxy: &FaultProxy, faults: Faults) {
-    proxy.set(Direction::ToTarget, faults);
-    proxy.set(Direction::FromTarget, faults);
-}
-
-/// Waits until every member has applied up to the leader's revision, then asserts that each
-/// one's own (serializable) view holds every acknowledged key.
-fn assert_every_member_has(cluster: &Cluster, acked: &BTreeSet<String>) {
-    let leader = cluster.wait_leader(WAIT).unwrap();
-    let rev = cluster.status(leader).unwrap().revision;
-    let runtime = Runtime::new().unwrap();
-    for i in 0..cluster.size() {
-        poll_until(
-            WAIT,
-            &format!("{} to reach revision {rev}", cluster.name(i)),
-            || {
-                Ok(cluster
-                    .status(i)
-                    .is_ok_and(|s| s.revision >= rev)
-                    .then_some(()))
-            },
-        )
-        .unwrap_or_else(|e| panic!("{e}\n{}", cluster.log_tail(i)));
-        let present = runtime.block_on(load_keys_at(cluster.client_url(i), true));
-        let missing: Vec<_> = acked.difference(&present).collect();
-        assert!(
-            missing.is_empty(),
-            "{} lacks {} of {} acknowledged keys, e.g. {:?}",
-            cluster.name(i),
-            missing.len(),
-            acked.len(),
-            &missing[..missing.len().min(5)]
-        );
-    }
-}
-
-/// Member `i`'s whole log (the harness keeps it next to the data dir).
-fn full_log(cluster: &Cluster, i: usize) -> String {
-    let dir = cluster.data_dir(i);
-    let path = dir.parent().map(|p| p.join("server.log")).unwrap_or(dir);
-    std::fs::read_to_string(path).unwrap_or_default()
-}
-
 /// How many inbound peer connections member `i` closed because their bytes broke the wire
 /// format (a bad frame length, CRC or hello).
 fn broken_connections(cluster: &Cluster, i: usize) -> usize {
-    full_log(cluster, i)
+    cluster
+        .log(i)
         .lines()
         .filter(|l| {
             (l.contains(BROKEN_CONNECTION_LOG) && l.contains("protocol error"))
                 || l.contains("rejected peer connection: bad hello")
         })
         .count()
-}
-
-fn all_log_tails(cluster: &Cluster) -> String {
-    (0..cluster.size())
-        .map(|i| cluster.log_tail(i))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 const LEASE_TTL_SECS: u64 = 6;
@@ -338,7 +258,7 @@ fn leases_survive_a_leader_change() {
             "{e} ({:?} after the keep-alives stopped)\n{}\n{}",
             stopped_at.elapsed(),
             keep_alive.transcript(),
-            all_log_tails(&cluster)
+            cluster.log_tails()
         )
     });
     for &i in &survivors {
@@ -414,7 +334,7 @@ impl KeepAlive {
             Ok((count >= n).then_some(()))
         });
         if let Err(e) = answered {
-            panic!("{e}\n{}\n{}", self.transcript(), all_log_tails(cluster));
+            panic!("{e}\n{}\n{}", self.transcript(), cluster.log_tails());
         }
     }
 
@@ -425,7 +345,7 @@ impl KeepAlive {
             panic!(
                 "etcdctl lease keep-alive exited ({status})\n{}\n{}",
                 self.transcript(),
-                all_log_tails(cluster)
+                cluster.log_tails()
             );
         }
     }

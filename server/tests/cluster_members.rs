@@ -10,27 +10,23 @@
 //!
 //! etcd's strict reconfiguration check (on by default) refuses `member add` and `member remove`
 //! of a live voter with `etcdserver: unhealthy cluster` until every voter has been connected for
-//! 5 s, so those commands are retried on that one error; any other error fails at once.
+//! 5 s, so those commands are retried on that one error ([`Cluster::ctl_past_strict_check`]);
+//! any other error fails at once.
 
 mod grpc;
 
-use std::net::TcpListener;
 use std::time::Duration;
 
 use grpc::oxcd_flavor;
-use oxcd_tests::cluster::Cluster;
+use oxcd_tests::cluster::{free_peer_url, initial_cluster_of, Cluster, ListedMember};
 use oxcd_tests::etcd::{poll_until, Flavor};
 use oxcd_tests::{ensure, Error, Result};
-use serde_json::Value;
 
 /// Deadline for anything a healthy cluster does within a few election timeouts.
 const WAIT: Duration = Duration::from_secs(30);
 
 /// What a member logs (etcd: `etcdserver`, on `errorc`) once it knows it was removed.
 const REMOVED_LOG: &str = "the member has been permanently removed from the cluster";
-
-/// The error etcd's strict reconfiguration check gives while some voter is not yet connected.
-const UNHEALTHY: &str = "etcdserver: unhealthy cluster";
 
 /// What one etcdctl run said.
 struct Said {
@@ -74,24 +70,6 @@ fn expect_error(cluster: &Cluster, i: usize, args: &[&str], expected: &str) -> R
     Ok(())
 }
 
-/// Runs etcdctl against member `i` until it succeeds, retrying only while the strict
-/// reconfiguration check answers [`UNHEALTHY`]; returns its stdout.
-fn ctl_past_strict_check(cluster: &Cluster, i: usize, args: &[&str]) -> Result<String> {
-    poll_until(WAIT, &format!("etcdctl {}", args.join(" ")), || {
-        let got = said(cluster, i, args)?;
-        if got.ok {
-            return Ok(Some(got.stdout));
-        }
-        ensure!(
-            got.error().ends_with(UNHEALTHY),
-            "etcdctl {} failed: {}",
-            args.join(" "),
-            got.stderr.trim_end()
-        );
-        Ok(None)
-    })
-}
-
 /// `Member <id> <verb> cluster <cluster id>` as etcdctl prints it (`%16x`: space-padded).
 fn member_line(id: u64, verb: &str, cluster_id: u64) -> String {
     format!("Member {id:16x} {verb} cluster {cluster_id:16x}")
@@ -109,62 +87,9 @@ fn added_id(member_add_output: &str) -> Result<u64> {
         .map_err(|e| Error::msg(format!("member add printed ID {id:?}: {e}")))
 }
 
-/// The `ETCD_INITIAL_CLUSTER` value `member add` prints.
-fn initial_cluster_of(member_add_output: &str) -> Result<String> {
-    member_add_output
-        .lines()
-        .find_map(|l| l.strip_prefix("ETCD_INITIAL_CLUSTER="))
-        .map(|v| v.trim_matches('"').to_string())
-        .ok_or_else(|| Error::msg(format!("member add printed {member_add_output:?}")))
-}
-
-/// One entry of `member list -w json`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Listed {
-    id: u64,
-    name: String,
-    peer_urls: Vec<String>,
-    client_urls: Vec<String>,
-    is_learner: bool,
-}
-
-/// The cluster ID and the members, as member `i` lists them.
-fn member_list(cluster: &Cluster, i: usize) -> Result<(u64, Vec<Listed>)> {
-    let out = cluster.ctl(i, &["member", "list", "-w", "json"])?;
-    let list: Value = serde_json::from_str(&out)?;
-    let strings = |v: &Value| -> Vec<String> {
-        v.as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let members = list["members"]
-        .as_array()
-        .map(|members| {
-            members
-                .iter()
-                .map(|m| Listed {
-                    id: m["ID"].as_u64().unwrap_or(0),
-                    name: m["name"].as_str().unwrap_or("").to_string(),
-                    peer_urls: strings(&m["peerURLs"]),
-                    client_urls: strings(&m["clientURLs"]),
-                    is_learner: m["isLearner"].as_bool().unwrap_or(false),
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let cluster_id = list["header"]["cluster_id"]
-        .as_u64()
-        .ok_or_else(|| Error::msg(format!("member list has no cluster_id: {out}")))?;
-    Ok((cluster_id, members))
-}
-
 /// The entry for `id` in member `i`'s member list.
-fn listed(cluster: &Cluster, i: usize, id: u64) -> Result<Listed> {
-    let (_, members) = member_list(cluster, i)?;
+fn listed(cluster: &Cluster, i: usize, id: u64) -> Result<ListedMember> {
+    let (_, members) = cluster.member_list(i)?;
     members
         .iter()
         .find(|m| m.id == id)
@@ -172,42 +97,12 @@ fn listed(cluster: &Cluster, i: usize, id: u64) -> Result<Listed> {
         .ok_or_else(|| Error::msg(format!("member list lacks {id:x}: {members:?}")))
 }
 
-/// The value of `key` as member `i` sees it locally (serializable read), if it has one.
-fn local_value(cluster: &Cluster, i: usize, key: &str) -> Result<Option<String>> {
-    let out = cluster.ctl(i, &["get", key, "--consistency=s", "--print-value-only"])?;
-    let value = out.trim_end_matches('\n');
-    Ok((!value.is_empty()).then(|| value.to_string()))
-}
-
-/// Waits until member `i` reads `value` for `key` locally.
-fn wait_local_value(cluster: &Cluster, i: usize, key: &str, value: &str) -> Result<()> {
-    let what = format!("{} to read {key}={value} locally", cluster.name(i));
-    poll_until(WAIT, &what, || {
-        let seen = local_value(cluster, i, key).ok().flatten();
-        Ok((seen.as_deref() == Some(value)).then_some(()))
-    })
-}
-
 /// Waits until every running member has reached member `at`'s revision, then requires equal
 /// HashKV there on all of them.
 fn wait_same_hashkv(cluster: &Cluster, at: usize) -> Result<()> {
     let rev = cluster.status(at)?.revision;
-    let hashes = poll_until(WAIT, &format!("every member at revision {rev}"), || {
-        let Ok(all) = cluster.hashkv_all(rev) else {
-            return Ok(None);
-        };
-        Ok(all.iter().all(|&(_, _, r)| r == rev).then_some(all))
-    })?;
-    ensure!(
-        hashes.windows(2).all(|w| w[0].1 == w[1].1),
-        "HashKV at revision {rev} differs: {hashes:?}"
-    );
+    cluster.same_hashkv(&cluster.running_members(), rev, WAIT)?;
     Ok(())
-}
-
-/// Member `i`'s whole log (what it printed over all its runs).
-fn log_of(cluster: &Cluster, i: usize) -> String {
-    std::fs::read_to_string(cluster.data_dir(i).with_file_name("server.log")).unwrap_or_default()
 }
 
 /// Waits until member `i` exits on its own, and requires exit status 0 and [`REMOVED_LOG`] in
@@ -220,7 +115,7 @@ fn wait_exit_as_removed(cluster: &Cluster, i: usize, log_from: usize) -> Result<
         "{} exited with {status}, wanted status 0",
         cluster.name(i)
     );
-    let log = log_of(cluster, i);
+    let log = cluster.log(i);
     ensure!(
         log.get(log_from..).is_some_and(|l| l.contains(REMOVED_LOG)),
         "{} did not log {REMOVED_LOG:?}",
@@ -236,14 +131,11 @@ fn leader_and_followers(cluster: &Cluster) -> Result<(usize, usize, usize)> {
     Ok((leader, (leader + 1) % 3, (leader + 2) % 3))
 }
 
-/// Starts a 3-member cluster of `flavor` and runs `scenario` on it; a failure carries every
-/// member's log tail.
-fn run_on(flavor: Flavor, scenario: fn(&mut Cluster) -> Result<()>) -> Result<()> {
-    let mut cluster = Cluster::start(flavor, 3, &[])?;
-    scenario(&mut cluster).map_err(|e| {
-        let tails: Vec<String> = (0..cluster.size()).map(|i| cluster.log_tail(i)).collect();
-        Error::msg(format!("{e}\n\n{}", tails.join("\n\n")))
-    })
+/// Starts a 3-member cluster of `flavor` with `args` and runs `scenario` on it; a failure
+/// carries every member's log tail.
+fn run_on(flavor: Flavor, args: &[&str], scenario: fn(&mut Cluster) -> Result<()>) -> Result<()> {
+    let mut cluster = Cluster::start(flavor, 3, args)?;
+    scenario(&mut cluster).map_err(|e| Error::msg(format!("{e}\n\n{}", cluster.log_tails())))
 }
 
 /// Remove a live follower (it exits 0), wipe it, add it back under a new ID with the same peer
@@ -256,18 +148,19 @@ fn member_replacement(cluster: &mut Cluster) -> Result<()> {
     for (key, value) in &keys {
         cluster.ctl(leader, &["put", key, value])?;
     }
-    let (cluster_id, _) = member_list(cluster, leader)?;
+    let (cluster_id, _) = cluster.member_list(leader)?;
     let old_id = cluster.member_id(target)?;
-    let log_from = log_of(cluster, target).len();
+    let log_from = cluster.log(target).len();
 
-    let removed = ctl_past_strict_check(cluster, leader, &["member", "remove", &hex(old_id)])?;
+    let removed =
+        cluster.ctl_past_strict_check(leader, &["member", "remove", &hex(old_id)], WAIT)?;
     let expected = member_line(old_id, "removed from", cluster_id);
     ensure!(
         removed.trim_end() == expected,
         "member remove printed {removed:?}, wanted {expected:?}"
     );
     wait_exit_as_removed(cluster, target, log_from)?;
-    let (_, members) = member_list(cluster, leader)?;
+    let (_, members) = cluster.member_list(leader)?;
     ensure!(
         members.len() == 2 && members.iter().all(|m| m.id != old_id),
         "after the removal the member list is {members:?}"
@@ -276,7 +169,8 @@ fn member_replacement(cluster: &mut Cluster) -> Result<()> {
     cluster.wipe(target)?;
     let name = cluster.name(target).to_string();
     let peer_urls = format!("--peer-urls={}", cluster.peer_url(target));
-    let added = ctl_past_strict_check(cluster, leader, &["member", "add", &name, &peer_urls])?;
+    let added =
+        cluster.ctl_past_strict_check(leader, &["member", "add", &name, &peer_urls], WAIT)?;
     let new_id = added_id(&added)?;
     ensure!(new_id != old_id, "the re-added member got its old ID back");
     let initial_cluster = format!("--initial-cluster={}", initial_cluster_of(&added)?);
@@ -291,9 +185,9 @@ fn member_replacement(cluster: &mut Cluster) -> Result<()> {
     );
 
     for (key, value) in &keys {
-        wait_local_value(cluster, target, key, value)?;
+        cluster.wait_local_value(target, key, value, WAIT)?;
     }
-    let (_, members) = member_list(cluster, target)?;
+    let (_, members) = cluster.member_list(target)?;
     let started = members.iter().filter(|m| !m.name.is_empty()).count();
     ensure!(
         members.len() == 3 && started == 3,
@@ -315,12 +209,12 @@ fn member_replacement(cluster: &mut Cluster) -> Result<()> {
 fn removed_member_cannot_come_back(cluster: &mut Cluster) -> Result<()> {
     let (leader, target, _) = leader_and_followers(cluster)?;
     cluster.ctl(leader, &["put", "before", "1"])?;
-    wait_local_value(cluster, target, "before", "1")?;
+    cluster.wait_local_value(target, "before", "1", WAIT)?;
     let id = cluster.member_id(target)?;
     cluster.stop(target)?;
-    ctl_past_strict_check(cluster, leader, &["member", "remove", &hex(id)])?;
+    cluster.ctl_past_strict_check(leader, &["member", "remove", &hex(id)], WAIT)?;
 
-    let log_from = log_of(cluster, target).len();
+    let log_from = cluster.log(target).len();
     cluster.spawn_member(target)?;
     wait_exit_as_removed(cluster, target, log_from)?;
 
@@ -330,14 +224,14 @@ fn removed_member_cannot_come_back(cluster: &mut Cluster) -> Result<()> {
         &["member", "remove", &hex(id)],
         "Error: etcdserver: member not found",
     )?;
-    let (_, members) = member_list(cluster, leader)?;
+    let (_, members) = cluster.member_list(leader)?;
     ensure!(
         members.len() == 2 && members.iter().all(|m| m.id != id),
         "the removed member is listed again: {members:?}"
     );
     // The two left still make a quorum.
     cluster.ctl(leader, &["put", "after", "2"])?;
-    wait_local_value(cluster, (target + 1) % 3, "after", "2")?;
+    cluster.wait_local_value((target + 1) % 3, "after", "2", WAIT)?;
     wait_same_hashkv(cluster, leader)
 }
 
@@ -348,13 +242,13 @@ fn learner_added_and_promoted(cluster: &mut Cluster) -> Result<()> {
     for n in 0..10 {
         cluster.ctl(leader, &["put", &format!("k{n}"), &format!("v{n}")])?;
     }
-    let (cluster_id, _) = member_list(cluster, leader)?;
+    let (cluster_id, _) = cluster.member_list(leader)?;
     let slot = cluster.reserve_member("learner")?;
     let peer_urls = format!("--peer-urls={}", cluster.peer_url(slot));
-    let added = ctl_past_strict_check(
-        cluster,
+    let added = cluster.ctl_past_strict_check(
         leader,
         &["member", "add", "learner", "--learner", &peer_urls],
+        WAIT,
     )?;
     let id = added_id(&added)?;
     let unstarted = listed(cluster, leader, id)?;
@@ -370,7 +264,7 @@ fn learner_added_and_promoted(cluster: &mut Cluster) -> Result<()> {
     )?;
 
     let learner = cluster.add_process("learner", &initial_cluster_of(&added)?, &[])?;
-    wait_local_value(cluster, learner, "k9", "v9")?;
+    cluster.wait_local_value(learner, "k9", "v9", WAIT)?;
     let row = format!(
         "{id:x}, started, learner, {}, {}, true",
         cluster.peer_url(learner),
@@ -417,7 +311,7 @@ fn learner_added_and_promoted(cluster: &mut Cluster) -> Result<()> {
         );
         Ok(got.ok.then_some(()))
     })?;
-    wait_local_value(cluster, leader, "via-promoted", "yes")?;
+    cluster.wait_local_value(leader, "via-promoted", "yes", WAIT)?;
     wait_same_hashkv(cluster, leader)
 }
 
@@ -425,12 +319,11 @@ fn learner_added_and_promoted(cluster: &mut Cluster) -> Result<()> {
 /// URL is refused.
 fn member_update(cluster: &mut Cluster) -> Result<()> {
     let (leader, target, other) = leader_and_followers(cluster)?;
-    let (cluster_id, _) = member_list(cluster, leader)?;
+    let (cluster_id, _) = cluster.member_list(leader)?;
     let id = cluster.member_id(target)?;
     let before = listed(cluster, leader, id)?;
     // A port nobody listens on: the target is unreachable while it is advertised.
-    let free = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-    let new_url = format!("http://{free}");
+    let new_url = free_peer_url()?;
 
     let updated = cluster.ctl(
         leader,
@@ -474,7 +367,7 @@ fn member_update(cluster: &mut Cluster) -> Result<()> {
     );
     // Reachable again at its own URL, it follows the log.
     cluster.ctl(leader, &["put", "after-update", "1"])?;
-    wait_local_value(cluster, target, "after-update", "1")?;
+    cluster.wait_local_value(target, "after-update", "1", WAIT)?;
     wait_same_hashkv(cluster, leader)
 }
 
@@ -486,61 +379,53 @@ fn hex(id: u64) -> String {
 #[test]
 fn member_replacement_on_oxcd() -> Result<()> {
     // Proves oxcd replaces a member like etcd: the removed one exits 0, the re-added one joins under a new ID, catches up and matches HashKV.
-    run_on(oxcd_flavor(), member_replacement)
+    run_on(oxcd_flavor(), &[], member_replacement)
 }
 
 #[test]
 #[ignore = "proves the scenario on real etcd; run with --ignored"]
 fn member_replacement_on_etcd() -> Result<()> {
     // Proves the member replacement scenario holds on real etcd 3.4.23.
-    run_on(Flavor::Etcd, member_replacement)
+    run_on(Flavor::Etcd, &[], member_replacement)
 }
 
 #[test]
 fn removed_member_cannot_come_back_on_oxcd() -> Result<()> {
     // Proves a member removed while down exits 0 on restart, logging its removal, and its ID is then unknown to member remove.
-    run_on(oxcd_flavor(), removed_member_cannot_come_back)
+    run_on(oxcd_flavor(), &[], removed_member_cannot_come_back)
 }
 
 #[test]
 #[ignore = "proves the scenario on real etcd; run with --ignored"]
 fn removed_member_cannot_come_back_on_etcd() -> Result<()> {
     // Proves the removed-member scenario holds on real etcd 3.4.23.
-    run_on(Flavor::Etcd, removed_member_cannot_come_back)
+    run_on(Flavor::Etcd, &[], removed_member_cannot_come_back)
 }
 
 #[test]
 fn learner_added_and_promoted_on_oxcd() -> Result<()> {
     // Proves a learner joins unpromotable until in sync, refuses writes and linearizable reads, serves serializable reads, and after promotion is a voter serving writes.
-    run_on(oxcd_flavor(), learner_added_and_promoted)
+    run_on(oxcd_flavor(), &[], learner_added_and_promoted)
 }
 
 #[test]
 #[ignore = "proves the scenario on real etcd; run with --ignored"]
 fn learner_added_and_promoted_on_etcd() -> Result<()> {
     // Proves the learner scenario holds on real etcd 3.4.23.
-    run_on(Flavor::Etcd, learner_added_and_promoted)
+    run_on(Flavor::Etcd, &[], learner_added_and_promoted)
 }
 
 #[test]
 fn member_update_on_oxcd() -> Result<()> {
     // Proves member update changes a member's peer URLs in the list at once, refuses another member's URL, and updating back lets the member follow again.
-    run_on(oxcd_flavor(), member_update)
+    run_on(oxcd_flavor(), &[], member_update)
 }
 
 #[test]
 #[ignore = "proves the scenario on real etcd; run with --ignored"]
 fn member_update_on_etcd() -> Result<()> {
     // Proves the member update scenario holds on real etcd 3.4.23.
-    run_on(Flavor::Etcd, member_update)
-}
-
-/// A free loopback peer URL nobody listens on (an added member that never starts).
-fn unused_peer_url() -> Result<String> {
-    Ok(format!(
-        "http://{}",
-        TcpListener::bind("127.0.0.1:0")?.local_addr()?
-    ))
+    run_on(Flavor::Etcd, &[], member_update)
 }
 
 /// Membership changes, accepted and refused, made after the last snapshot and committed to
@@ -565,7 +450,7 @@ fn membership_survives_restart(cluster: &mut Cluster) -> Result<()> {
             "member",
             "add",
             "n4",
-            &format!("--peer-urls={}", unused_peer_url()?),
+            &format!("--peer-urls={}", free_peer_url()?),
         ],
     )?;
     let n4 = added_id(&added)?;
@@ -585,13 +470,13 @@ fn membership_survives_restart(cluster: &mut Cluster) -> Result<()> {
         &["member", "add", "learner", "--learner", &learner_url],
     )?;
     put_some(cluster, 1, "after")?;
-    let (_, before) = member_list(cluster, leader)?;
+    let (_, before) = cluster.member_list(leader)?;
     ensure!(
         before.len() == 4 && before.iter().filter(|m| m.is_learner).count() == 1,
         "before the restart the members are {before:?}"
     );
     for i in 0..3 {
-        wait_local_value(cluster, i, "after-0", "v")?;
+        cluster.wait_local_value(i, "after-0", "v", WAIT)?;
         // Defragmenting commits the backend: the changes are below every consistent index.
         cluster.ctl(i, &["defrag"])?;
     }
@@ -606,7 +491,7 @@ fn membership_survives_restart(cluster: &mut Cluster) -> Result<()> {
         cluster.wait_healthy(i, WAIT)?;
     }
     for i in 0..3 {
-        let (_, after) = member_list(cluster, i)?;
+        let (_, after) = cluster.member_list(i)?;
         ensure!(
             after == before,
             "{} lists {after:?} after the restart, wanted {before:?}",
@@ -621,29 +506,19 @@ fn membership_survives_restart(cluster: &mut Cluster) -> Result<()> {
     )?;
     let learner = cluster.add_process("learner", &initial_cluster_of(&added)?, &[])?;
     cluster.ctl(leader, &["put", "for-the-learner", "yes"])?;
-    wait_local_value(cluster, learner, "for-the-learner", "yes")?;
+    cluster.wait_local_value(learner, "for-the-learner", "yes", WAIT)?;
     // HashKV is refused on a learner (as by etcd): compare the voters.
     let leader = cluster.wait_leader(WAIT)?;
     let rev = cluster.status(leader)?.revision;
-    let hashes = poll_until(WAIT, &format!("the voters at revision {rev}"), || {
-        let all: Result<Vec<(u32, i64)>> = (0..3).map(|i| cluster.hashkv(i, rev)).collect();
-        Ok(all.ok().filter(|all| all.iter().all(|&(_, r)| r == rev)))
-    })?;
-    ensure!(
-        hashes.windows(2).all(|w| w[0] == w[1]),
-        "HashKV differs between the voters after the restart: {hashes:?}"
-    );
+    cluster
+        .same_hashkv(&[0, 1, 2], rev, WAIT)
+        .map_err(|e| e.context("the voters after the restart"))?;
     Ok(())
 }
 
 #[test]
 fn membership_survives_a_restart_of_every_member_on_oxcd() -> Result<()> {
     // Proves conf changes (accepted and refused) replayed after a SIGKILL of every member get the same verdicts: same member list, the learner still replicated to, equal HashKV.
-    let flavor = oxcd_flavor();
     let args = ["--strict-reconfig-check=false", "--snapshot-count=10"];
-    let mut cluster = Cluster::start(flavor, 3, &args)?;
-    membership_survives_restart(&mut cluster).map_err(|e| {
-        let tails: Vec<String> = (0..cluster.size()).map(|i| cluster.log_tail(i)).collect();
-        Error::msg(format!("{e}\n\n{}", tails.join("\n\n")))
-    })
+    run_on(oxcd_flavor(), &args, membership_survives_restart)
 }

@@ -24,20 +24,18 @@ mod grpc;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::net::TcpListener;
 use std::process::Output;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cluster_pair::normalise::{MemberFacts, Normaliser, Rows, Run};
 use cluster_pair::{ClusterPair, Side, SIZE};
 use oxcd_server::config::ETCD_SERVER_VERSION;
+use oxcd_tests::cluster::free_peer_url;
 use serde_json::Value;
 
-/// How long `member add` is retried while the strict check answers [`UNHEALTHY`] (etcd wants
-/// every voter connected for 5 s first).
+/// How long `member add` is retried while the strict check answers `unhealthy cluster` (etcd
+/// wants every voter connected for 5 s first).
 const STRICT_WAIT: Duration = Duration::from_secs(30);
-const POLL_INTERVAL: Duration = Duration::from_millis(200);
-const UNHEALTHY: &str = "etcdserver: unhealthy cluster";
 
 /// One side's cluster, and what is needed to name its members in etcdctl's output.
 struct Members<'a> {
@@ -64,13 +62,9 @@ impl<'a> Members<'a> {
                 peer_url: cluster.peer_url(i).to_string(),
             })
             .collect();
-        let listed = cluster
-            .ctl(0, &["member", "list", "-w", "json"])
-            .expect("member list");
-        let listed: Value = serde_json::from_str(&listed).expect("member list -w json is JSON");
-        let cluster_id = listed["header"]["cluster_id"]
-            .as_u64()
-            .expect("a cluster_id");
+        let (cluster_id, _) = cluster
+            .member_list(0)
+            .unwrap_or_else(|e| panic!("{}: member list: {e}", cluster.flavor().name()));
         Members {
             ids: (0..SIZE)
                 .map(|k| {
@@ -96,13 +90,10 @@ impl<'a> Members<'a> {
         if let Some(url) = self.spare_urls.get(label) {
             return url.clone();
         }
-        let addr = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port");
-        let url = format!("http://{addr}");
+        let url = free_peer_url().expect("a free port");
+        let addr = url.trim_start_matches("http://").to_string();
         self.spare_urls.insert(label.to_string(), url.clone());
-        self.labels
-            .push((addr.to_string(), format!("<peer-{label}>")));
+        self.labels.push((addr, format!("<peer-{label}>")));
         url
     }
 
@@ -136,54 +127,41 @@ impl<'a> Members<'a> {
 
     /// Runs etcdctl against the member ranked `rank`.
     fn run(&mut self, rank: usize, args: &[&str]) -> Output {
-        let args: Vec<String> = args.iter().map(|a| self.concrete(a)).collect();
+        let args = self.concrete_args(args);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let endpoint = self
-            .side
-            .cluster
-            .client_url(self.side.index(rank))
-            .to_string();
         self.side
             .cluster
-            .ctl_output_at(&endpoint, &args, None)
+            .ctl_output(self.side.index(rank), &args, None)
             .unwrap_or_else(|e| panic!("{}: cannot run etcdctl {args:?}: {e}", self.name()))
     }
 
     /// Like [`Members::run`], retried while the strict reconfiguration check answers
-    /// [`UNHEALTHY`]; past [`STRICT_WAIT`] the last answer is returned.
+    /// `unhealthy cluster`; past [`STRICT_WAIT`] the last answer is returned.
     fn run_past_strict_check(&mut self, rank: usize, args: &[&str]) -> Output {
-        let deadline = Instant::now() + STRICT_WAIT;
-        loop {
-            let out = self.run(rank, args);
-            if !String::from_utf8_lossy(&out.stderr).contains(UNHEALTHY)
-                || Instant::now() >= deadline
-            {
-                return out;
-            }
-            std::thread::sleep(POLL_INTERVAL);
-        }
+        let args = self.concrete_args(args);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.side
+            .cluster
+            .ctl_output_past_strict_check(self.side.index(rank), &args, STRICT_WAIT)
+            .unwrap_or_else(|e| panic!("{}: cannot run etcdctl {args:?}: {e}", self.name()))
+    }
+
+    /// [`Members::concrete`] of each argument.
+    fn concrete_args(&mut self, args: &[&str]) -> Vec<String> {
+        args.iter().map(|a| self.concrete(a)).collect()
     }
 
     /// Learns the ID of the member `member add NAME` added with the spare peer URL `label`,
     /// from `member list`; false if it is not listed.
     fn learn_added(&mut self, name: &str, label: &str) -> bool {
         let url = self.spare_url(label);
-        let Ok(listed) = self.side.cluster.ctl(0, &["member", "list", "-w", "json"]) else {
+        let Ok((_, members)) = self.side.cluster.member_list(0) else {
             return false;
         };
-        let Ok(listed) = serde_json::from_str::<Value>(&listed) else {
-            return false;
-        };
-        let found = listed["members"].as_array().and_then(|members| {
-            members
-                .iter()
-                .find(|m| {
-                    m["peerURLs"]
-                        .as_array()
-                        .is_some_and(|u| u.contains(&url.as_str().into()))
-                })
-                .and_then(|m| m["ID"].as_u64())
-        });
+        let found = members
+            .iter()
+            .find(|m| m.peer_urls.contains(&url))
+            .map(|m| m.id);
         let Some(id) = found else {
             return false;
         };

@@ -6,8 +6,9 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use oxcd_server::mvcc::prefix_range_end;
 use oxcd_server::pb::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use oxcd_server::pb::etcdserverpb::kv_client::KvClient;
 use oxcd_server::pb::etcdserverpb::lease_client::LeaseClient;
@@ -28,6 +29,8 @@ use tonic::transport::Channel;
 const LOCKERS: usize = 12;
 const HOLDS_PER_LOCKER: usize = 8;
 const COUNTER: &[u8] = b"counter";
+/// How long a waiter's key may take to appear in (or leave) a queue.
+const QUEUE_WAIT: Duration = Duration::from_secs(10);
 
 mod grpc;
 use grpc::connect;
@@ -72,18 +75,33 @@ async fn lease_count(channel: &Channel) -> usize {
 }
 
 async fn keys_under(channel: &Channel, prefix: &[u8]) -> Vec<Vec<u8>> {
-    let mut end = prefix.to_vec();
-    *end.last_mut().unwrap() += 1;
     let response = KvClient::new(channel.clone())
         .range(RangeRequest {
             key: prefix.to_vec(),
-            range_end: end,
+            range_end: prefix_range_end(prefix),
             ..RangeRequest::default()
         })
         .await
         .unwrap()
         .into_inner();
     response.kvs.into_iter().map(|kv| kv.key).collect()
+}
+
+/// Waits (up to [`QUEUE_WAIT`]) until exactly `n` keys start with `prefix` (a lock's or an
+/// election's queue); past the deadline, panics with `what` and the keys seen last.
+async fn wait_keys_under(channel: &Channel, prefix: &[u8], n: usize, what: &str) {
+    let deadline = Instant::now() + QUEUE_WAIT;
+    loop {
+        let keys = keys_under(channel, prefix).await;
+        if keys.len() == n {
+            return;
+        }
+        if Instant::now() >= deadline {
+            let keys: Vec<_> = keys.iter().map(|k| String::from_utf8_lossy(k)).collect();
+            panic!("{what} within {QUEUE_WAIT:?}: {n} keys wanted, last saw {keys:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// One holder's critical section: reads the counter, then advances it with a txn that
@@ -302,15 +320,7 @@ async fn script(url: &str) -> Vec<String> {
             .await
     });
     // b's key is queued before a proclaims, so revisions come in one order on both servers.
-    let mut queued = false;
-    for _ in 0..500 {
-        if keys_under(&channel, b"e/").await.len() == 2 {
-            queued = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(queued, "b's campaign key never appeared");
+    wait_keys_under(&channel, b"e/", 2, "b's campaign key never appeared").await;
     let proclaimed = election
         .proclaim(ProclaimRequest {
             leader: Some(leader_a.clone()),
@@ -485,19 +495,7 @@ fn waiter_whose_lease_ends_is_not_granted_the_lock() {
             let channel = channel.clone();
             async move { lock(&channel, b"x", quitter).await }
         });
-        let queued = |n: usize| {
-            let channel = channel.clone();
-            async move {
-                for _ in 0..500 {
-                    if keys_under(&channel, b"x/").await.len() == n {
-                        return;
-                    }
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-                panic!("the queue never held {n} keys");
-            }
-        };
-        queued(3).await;
+        wait_keys_under(&channel, b"x/", 3, "the queue never held 3 keys").await;
         revoke(&channel, waiter).await;
         let status = waits.await.unwrap().unwrap_err();
         assert_eq!(
@@ -505,7 +503,7 @@ fn waiter_whose_lease_ends_is_not_granted_the_lock() {
             (tonic::Code::Unknown, "mutex: session is expired")
         );
         quits.abort();
-        queued(1).await;
+        wait_keys_under(&channel, b"x/", 1, "the queue never held 1 key").await;
         assert_eq!(keys_under(&channel, b"x/").await, vec![held.clone()]);
         LockClient::new(channel.clone())
             .unlock(UnlockRequest { key: held })

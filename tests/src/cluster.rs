@@ -25,7 +25,7 @@
 //! `--initial-cluster-state` (see [`Cluster::set_args`]).
 //!
 //! Between picking ports and binding them another process can take one; the member exits at
-//! once and the whole cluster start is retried on new ports (three attempts in all). A start
+//! once and the whole cluster start is retried on new ports (five attempts in all). A start
 //! that merely never becomes healthy is not retried: its error carries every member's log tail.
 //!
 //! Lifecycle methods ([`Cluster::kill`], [`Cluster::stop`], [`Cluster::start_member`]) take
@@ -35,6 +35,10 @@
 //!
 //! Member indexes are the order of start (and of [`Cluster::reserve_member`]); an index out of
 //! range is a bug in the calling test and panics.
+//!
+//! What tests ask of a running cluster (local reads, revisions, HashKV convergence, `member
+//! list`, membership changes past the strict reconfiguration check) lives in `cluster_ops`,
+//! re-exported here.
 
 use std::fs::OpenOptions;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -47,6 +51,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::Deserialize;
 use tempfile::TempDir;
 
+use crate::cluster_ops::parse_member_list;
 use crate::etcd::{
     binaries, log_tail_of, poll_until, run_etcdctl, stdout_of, terminate, Flavor, HEALTHY_TIMEOUT,
     START_ATTEMPTS,
@@ -54,12 +59,14 @@ use crate::etcd::{
 use crate::proxy::FaultProxy;
 use crate::{bail, ensure, Error, Result};
 
+pub use crate::cluster_ops::{free_peer_url, initial_cluster_of, ListedMember, UNHEALTHY_CLUSTER};
+
 /// Raft timing every member starts with, before the test's extra flags: etcd's defaults, said
 /// out loud so both flavors run the same.
 pub const DEFAULT_TIMING_ARGS: [&str; 2] = ["--heartbeat-interval=100", "--election-timeout=1000"];
 
 /// How long one etcdctl probe (health, status, hashkv) may take.
-const PROBE_TIMEOUT_ARG: &str = "--command-timeout=3s";
+pub(crate) const PROBE_TIMEOUT_ARG: &str = "--command-timeout=3s";
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// How long a probe waits for a member's client port to accept a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -87,12 +94,13 @@ pub struct MemberStatus {
     pub is_learner: bool,
 }
 
+/// The response header etcdctl prints in JSON (the fields these probes read).
 #[derive(Deserialize, Default)]
-struct Header {
+pub(crate) struct Header {
     #[serde(default)]
-    member_id: u64,
+    pub(crate) member_id: u64,
     #[serde(default)]
-    revision: i64,
+    pub(crate) revision: i64,
 }
 
 #[derive(Deserialize)]
@@ -116,34 +124,6 @@ struct StatusBody {
     raft_applied_index: u64,
     #[serde(default)]
     is_learner: bool,
-}
-
-#[derive(Deserialize)]
-struct HashKvRow {
-    #[serde(rename = "HashKV")]
-    hash_kv: HashKvBody,
-}
-
-#[derive(Deserialize)]
-struct HashKvBody {
-    #[serde(default)]
-    header: Header,
-    #[serde(default)]
-    hash: u32,
-}
-
-#[derive(Deserialize)]
-struct MemberList {
-    #[serde(default)]
-    members: Vec<ListedMember>,
-}
-
-#[derive(Deserialize)]
-struct ListedMember {
-    #[serde(rename = "ID", default)]
-    id: u64,
-    #[serde(rename = "peerURLs", default)]
-    peer_urls: Vec<String>,
 }
 
 /// One member slot: its identity, ports and flags, and the process when one runs.
@@ -570,11 +550,17 @@ impl Cluster {
         )
     }
 
-    fn log_tails(&self) -> String {
+    /// Every member's [`Cluster::log_tail`], for error messages.
+    pub fn log_tails(&self) -> String {
         (0..self.members.len())
             .map(|i| self.log_tail(i))
             .collect::<Vec<_>>()
             .join("\n")
+    }
+
+    /// Member `i`'s whole log: what it printed over all its runs (empty if it has none yet).
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.members[i].log_path()).unwrap_or_default()
     }
 
     /// The client URLs of the running members, comma-joined (for `--endpoints`).
@@ -665,9 +651,8 @@ impl Cluster {
                     continue;
                 }
             };
-            let list: MemberList = serde_json::from_str(&out)?;
-            return list
-                .members
+            let (_, members) = parse_member_list(&out)?;
+            return members
                 .iter()
                 .find(|m| m.peer_urls.iter().any(|u| u == peer_url))
                 .map(|m| m.id)
@@ -696,9 +681,22 @@ impl Cluster {
     /// the cluster may still name an old one. `None` when no running member names a leader.
     /// Members that do not answer are skipped.
     pub fn leader(&self) -> Result<Option<usize>> {
-        let reported = (0..self.members.len())
+        self.leader_among(&self.running_statuses())
+    }
+
+    /// The `endpoint status` of every running member that answers, by index.
+    fn running_statuses(&self) -> Vec<(usize, MemberStatus)> {
+        (0..self.members.len())
             .filter(|&i| self.is_running(i))
-            .filter_map(|i| self.status(i).ok())
+            .filter_map(|i| self.status(i).ok().map(|s| (i, s)))
+            .collect()
+    }
+
+    /// [`Cluster::leader`] as `statuses` report it.
+    fn leader_among(&self, statuses: &[(usize, MemberStatus)]) -> Result<Option<usize>> {
+        let reported = statuses
+            .iter()
+            .map(|(_, s)| s)
             .filter(|s| s.leader != 0)
             .max_by_key(|s| s.raft_term);
         reported.map(|s| self.index_of(s.leader)).transpose()
@@ -724,54 +722,19 @@ impl Cluster {
         accept: impl Fn(usize) -> bool,
     ) -> Result<usize> {
         poll_until(timeout, what, || {
-            let Ok(Some(i)) = self.leader() else {
+            // One status per member and pass: the leader's own answer is among them.
+            let statuses = self.running_statuses();
+            let Ok(Some(i)) = self.leader_among(&statuses) else {
                 return Ok(None);
             };
             if !accept(i) || !self.is_running(i) {
                 return Ok(None);
             }
-            let confirmed = self
-                .status(i)
-                .is_ok_and(|s| s.leader != 0 && s.leader == s.member_id);
+            let confirmed = statuses
+                .iter()
+                .any(|(j, s)| *j == i && s.leader != 0 && s.leader == s.member_id);
             Ok(confirmed.then_some(i))
         })
-    }
-
-    /// `etcdctl endpoint hashkv --rev=REV` on member `i`: the hash of its keys and values up to
-    /// `rev` (0: its current revision), and the revision it was at when it answered (the
-    /// response header's). A member not yet at `rev` answers an error.
-    pub fn hashkv(&self, i: usize, rev: i64) -> Result<(u32, i64)> {
-        let rev_arg = format!("--rev={rev}");
-        let out = self.ctl(
-            i,
-            &[
-                "endpoint",
-                "hashkv",
-                &rev_arg,
-                "-w",
-                "json",
-                PROBE_TIMEOUT_ARG,
-            ],
-        )?;
-        let rows: Vec<HashKvRow> = serde_json::from_str(&out)
-            .map_err(|e| Error::msg(format!("endpoint hashkv printed {out:?}: {e}")))?;
-        let [row] = <[HashKvRow; 1]>::try_from(rows)
-            .map_err(|rows| Error::msg(format!("endpoint hashkv gave {} rows", rows.len())))?;
-        Ok((row.hash_kv.hash, row.hash_kv.header.revision))
-    }
-
-    /// [`Cluster::hashkv`] of every running member: `(index, hash, revision)`. Fails if any
-    /// running member does not answer.
-    pub fn hashkv_all(&self, rev: i64) -> Result<Vec<(usize, u32, i64)>> {
-        (0..self.members.len())
-            .filter(|&i| self.is_running(i))
-            .map(|i| {
-                let (hash, revision) = self
-                    .hashkv(i, rev)
-                    .map_err(|e| e.context(&self.members[i].name))?;
-                Ok((i, hash, revision))
-            })
-            .collect()
     }
 }
 

@@ -9,8 +9,9 @@
 //! read usually ends where the sender's write ended, so dropping a chunk mostly drops whole
 //! frames (lost messages); only a frame larger than one read spans chunks, and dropping part
 //! of it breaks the framing: the peers see a corrupt frame and must reconnect. Tests that want
-//! that recovery path send large values (see `server/tests/cluster_faults.rs`). [`FaultProxy::reset`] closes every open
-//! connection, so peers have to dial again (through the proxy, under the current faults).
+//! that recovery path send large values (see `server/tests/cluster_faults.rs`).
+//! [`FaultProxy::reset`] closes every open connection, so peers have to dial again (through the
+//! proxy, under the current faults).
 //!
 //! Faults change at any time and apply to data read after the change. The proxy stops when
 //! dropped.
@@ -106,14 +107,18 @@ impl FaultProxy {
         *lock.lock().unwrap_or_else(|p| p.into_inner()) = faults;
     }
 
-    /// Blackholes both directions (`true`) or lifts every fault (`false`).
-    pub fn blackhole(&self, on: bool) {
-        let faults = Faults {
-            blackhole: on,
-            ..Faults::default()
-        };
+    /// Sets the same faults in both directions (from now on).
+    pub fn set_both(&self, faults: Faults) {
         self.set(Direction::ToTarget, faults);
         self.set(Direction::FromTarget, faults);
+    }
+
+    /// Blackholes both directions (`true`) or lifts every fault (`false`).
+    pub fn blackhole(&self, on: bool) {
+        self.set_both(Faults {
+            blackhole: on,
+            ..Faults::default()
+        });
     }
 
     /// Closes every open connection; new ones are accepted as before.

@@ -6,41 +6,12 @@
 
 use std::time::Duration;
 
-use oxcd_tests::cluster::Cluster;
+use oxcd_tests::cluster::{initial_cluster_of, Cluster};
 use oxcd_tests::etcd::{poll_until, Flavor};
-use oxcd_tests::proxy::{Direction, Faults};
 use oxcd_tests::{ensure, Error, Result};
 
 /// Deadline for anything a healthy cluster does within a few election timeouts.
 const TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The value of `key` as member `i` sees it locally (serializable read), if it has one.
-fn local_value(cluster: &Cluster, i: usize, key: &str) -> Result<Option<String>> {
-    let out = cluster.ctl(i, &["get", key, "--consistency=s", "--print-value-only"])?;
-    let value = out.trim_end_matches('\n');
-    Ok((!value.is_empty()).then(|| value.to_string()))
-}
-
-/// Waits until member `i` reads `value` for `key` locally.
-fn wait_local_value(cluster: &Cluster, i: usize, key: &str, value: &str) -> Result<()> {
-    let what = format!("{} to read {key}={value}", cluster.name(i));
-    poll_until(TIMEOUT, &what, || {
-        let seen = local_value(cluster, i, key).ok().flatten();
-        Ok((seen.as_deref() == Some(value)).then_some(()))
-    })
-}
-
-/// Waits until every running member answers `hashkv --rev=REV` and all hashes are equal;
-/// returns the hashes.
-fn wait_equal_hashkv(cluster: &Cluster, rev: i64) -> Result<Vec<(usize, u32, i64)>> {
-    poll_until(TIMEOUT, &format!("equal hashkv at revision {rev}"), || {
-        let Ok(hashes) = cluster.hashkv_all(rev) else {
-            return Ok(None);
-        };
-        let equal = hashes.windows(2).all(|w| w[0].1 == w[1].1);
-        Ok(equal.then_some(hashes))
-    })
-}
 
 #[test]
 fn three_members_elect_one_leader_and_replicate() -> Result<()> {
@@ -73,7 +44,7 @@ fn three_members_elect_one_leader_and_replicate() -> Result<()> {
 
     cluster.ctl(0, &["put", "greeting", "hello"])?;
     for i in [1, 2] {
-        wait_local_value(&cluster, i, "greeting", "hello")?;
+        cluster.wait_local_value(i, "greeting", "hello", TIMEOUT)?;
     }
 
     let list = cluster.ctl(0, &["member", "list"])?;
@@ -133,13 +104,13 @@ fn killed_leader_is_replaced_and_rejoins_with_equal_hashkv() -> Result<()> {
     cluster.start_member(old)?;
     ensure!(cluster.is_running(old), "restarted member not running");
     cluster.ctl(new, &["put", "last", "done"])?;
-    wait_local_value(&cluster, old, "last", "done")?;
+    cluster.wait_local_value(old, "last", "done", TIMEOUT)?;
 
     let revision = cluster.status(new)?.revision;
-    let hashes = wait_equal_hashkv(&cluster, revision)?;
+    let hashes = cluster.same_hashkv(&cluster.running_members(), revision, TIMEOUT)?;
     ensure!(
         hashes.len() == 3,
-        "hashkv_all answered for {} members: {hashes:?}",
+        "HashKV answered by {} running members: {hashes:?}",
         hashes.len()
     );
     Ok(())
@@ -147,15 +118,10 @@ fn killed_leader_is_replaced_and_rejoins_with_equal_hashkv() -> Result<()> {
 
 /// Blackholes (`on`) or clears both directions of member `i`'s proxy.
 fn set_blackhole(cluster: &Cluster, i: usize, on: bool) {
-    let faults = Faults {
-        blackhole: on,
-        ..Faults::default()
-    };
-    let proxy = cluster
+    cluster
         .proxy(i)
-        .expect("the cluster was started with proxies");
-    proxy.set(Direction::ToTarget, faults);
-    proxy.set(Direction::FromTarget, faults);
+        .expect("the cluster was started with proxies")
+        .blackhole(on);
 }
 
 /// A put through member `i` that gives up after a few seconds: (succeeded, what etcdctl said).
@@ -201,21 +167,21 @@ fn proxied_member_cut_off_and_healed_converges() -> Result<()> {
     set_blackhole(&cluster, cut_off, true);
     cluster.ctl(0, &["put", "partitioned", "yes"])?;
     let other = 3 - cut_off;
-    wait_local_value(&cluster, other, "partitioned", "yes")?;
+    cluster.wait_local_value(other, "partitioned", "yes", TIMEOUT)?;
     // etcd's streams are dialed by the receiver, so the leader's appends still reach the
     // cut-off member through the connection it opened to the leader's proxy (module docs of
     // `oxcd_tests::cluster`); with oxcd's sender-dialed connections it would not see the write.
-    wait_local_value(&cluster, cut_off, "partitioned", "yes")?;
+    cluster.wait_local_value(cut_off, "partitioned", "yes", TIMEOUT)?;
 
     set_blackhole(&cluster, cut_off, false);
     poll_until(TIMEOUT, "a put through the healed member", || {
         Ok(try_put(&cluster, cut_off, "healed", "yes")?.0.then_some(()))
     })?;
     for i in 0..3 {
-        wait_local_value(&cluster, i, "healed", "yes")?;
+        cluster.wait_local_value(i, "healed", "yes", TIMEOUT)?;
     }
     let revision = cluster.status(0)?.revision;
-    wait_equal_hashkv(&cluster, revision)?;
+    cluster.same_hashkv(&cluster.running_members(), revision, TIMEOUT)?;
     Ok(())
 }
 
@@ -245,24 +211,11 @@ fn blackholing_every_proxy_stops_the_cluster_until_healed() -> Result<()> {
         Ok(try_put(&cluster, 0, "after", "1")?.0.then_some(()))
     })?;
     for i in 0..3 {
-        wait_local_value(&cluster, i, "after", "1")?;
+        cluster.wait_local_value(i, "after", "1", TIMEOUT)?;
     }
     let revision = cluster.status(0)?.revision;
-    wait_equal_hashkv(&cluster, revision)?;
+    cluster.same_hashkv(&cluster.running_members(), revision, TIMEOUT)?;
     Ok(())
-}
-
-/// The `ETCD_INITIAL_CLUSTER` value `etcdctl member add` prints.
-fn initial_cluster_of(member_add_output: &str) -> Result<String> {
-    member_add_output
-        .lines()
-        .find_map(|l| l.strip_prefix("ETCD_INITIAL_CLUSTER="))
-        .map(|v| v.trim_matches('"').to_string())
-        .ok_or_else(|| {
-            Error::msg(format!(
-                "member add printed no initial cluster:\n{member_add_output}"
-            ))
-        })
 }
 
 /// `etcdctl member add NAME --peer-urls=<slot's advertised peer URL>` through member 0, retried
@@ -270,19 +223,7 @@ fn initial_cluster_of(member_add_output: &str) -> Result<String> {
 /// connected for a few seconds first).
 fn member_add(cluster: &Cluster, name: &str, slot: usize) -> Result<String> {
     let peer_url = format!("--peer-urls={}", cluster.peer_url(slot));
-    let args = ["member", "add", name, &peer_url];
-    poll_until(TIMEOUT, &format!("member add {name}"), || {
-        let out = cluster.ctl_output(0, &args, None)?;
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        if out.status.success() {
-            return Ok(Some(String::from_utf8_lossy(&out.stdout).into_owned()));
-        }
-        ensure!(
-            stderr.contains("unhealthy cluster"),
-            "member add {name} failed: {stderr}"
-        );
-        Ok(None)
-    })
+    cluster.ctl_past_strict_check(0, &["member", "add", name, &peer_url], TIMEOUT)
 }
 
 #[test]
@@ -309,7 +250,7 @@ fn members_are_replaced_on_a_wiped_dir_and_added_as_new_processes() -> Result<()
         cluster.member_id(2)? != old_id,
         "the re-added member kept its old ID"
     );
-    wait_local_value(&cluster, 2, "k", "v1")?;
+    cluster.wait_local_value(2, "k", "v1", TIMEOUT)?;
 
     let new = cluster.reserve_member("m3")?;
     ensure!(!cluster.is_running(new), "a reserved member must not run");
@@ -318,7 +259,7 @@ fn members_are_replaced_on_a_wiped_dir_and_added_as_new_processes() -> Result<()
     ensure!(index == new, "add_process did not use the reserved slot");
     cluster.wait_healthy(new, TIMEOUT)?;
     cluster.ctl(1, &["put", "k", "v2"])?;
-    wait_local_value(&cluster, new, "k", "v2")?;
+    cluster.wait_local_value(new, "k", "v2", TIMEOUT)?;
 
     let list = cluster.ctl(0, &["member", "list"])?;
     ensure!(
@@ -326,8 +267,11 @@ fn members_are_replaced_on_a_wiped_dir_and_added_as_new_processes() -> Result<()
         "member list should show 4 started members:\n{list}"
     );
     let revision = cluster.status(0)?.revision;
-    let hashes = wait_equal_hashkv(&cluster, revision)?;
-    ensure!(hashes.len() == 4, "hashkv_all answered for {hashes:?}");
+    let hashes = cluster.same_hashkv(&cluster.running_members(), revision, TIMEOUT)?;
+    ensure!(
+        hashes.len() == 4,
+        "HashKV should be answered by 4 running members: {hashes:?}"
+    );
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! Write load and convergence checks shared by the cluster tests (`cluster.rs`,
-//! `cluster_faults.rs`): writers that put unique keys under `load/` and record the acknowledged
-//! ones, the keys a member holds, and HashKV equality across members.
+//! `cluster_faults.rs`): a [`Load`] of writers that put unique keys under `load/` and record the
+//! acknowledged ones, the keys a member holds, that every member holds every acknowledged key,
+//! and HashKV equality across members.
 
 #![allow(dead_code)] // Each test binary uses its own subset.
 
@@ -13,6 +14,8 @@ use oxcd_server::pb::etcdserverpb::kv_client::KvClient;
 use oxcd_server::pb::etcdserverpb::{PutRequest, RangeRequest};
 use oxcd_tests::cluster::Cluster;
 use oxcd_tests::etcd::poll_until;
+use tokio::runtime::Runtime;
+use tokio::task::JoinHandle;
 
 use crate::grpc::connect;
 
@@ -43,6 +46,61 @@ impl Writer {
 
 /// The acknowledged keys of a load, shared with its writers.
 pub type Acked = Arc<Mutex<BTreeSet<String>>>;
+
+/// Writers running on their own runtime until [`Load::stop`].
+pub struct Load {
+    runtime: Runtime,
+    acked: Acked,
+    stop: Arc<AtomicBool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Load {
+    /// Starts one writer per `(member, writer)`, the k-th putting `load/k/N` through that
+    /// member's client URL (see [`write_until_stopped`]).
+    pub fn start(cluster: &Cluster, writers: &[(usize, Writer)]) -> Load {
+        let runtime = Runtime::new().unwrap();
+        let acked = Acked::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = writers
+            .iter()
+            .enumerate()
+            .map(|(k, &(member, writer))| {
+                let url = cluster.client_url(member).to_string();
+                let (acked, stop) = (Arc::clone(&acked), Arc::clone(&stop));
+                runtime.spawn(write_until_stopped(url, k, writer, acked, stop))
+            })
+            .collect();
+        Load {
+            runtime,
+            acked,
+            stop,
+            tasks,
+        }
+    }
+
+    /// How many puts have been acknowledged so far.
+    pub fn acked_count(&self) -> usize {
+        self.acked.lock().unwrap().len()
+    }
+
+    /// Waits until at least `n` puts have been acknowledged in all.
+    pub fn wait_acked(&self, n: usize, what: &str) {
+        poll_until(WAIT, what, || Ok((self.acked_count() >= n).then_some(())))
+            .unwrap_or_else(|e| panic!("{e}: {} of {n} puts acknowledged", self.acked_count()));
+    }
+
+    /// Stops the writers, waits for each to finish its put in flight, and returns the
+    /// acknowledged keys.
+    pub fn stop(self) -> BTreeSet<String> {
+        self.stop.store(true, Ordering::SeqCst);
+        for task in self.tasks {
+            self.runtime.block_on(task).unwrap();
+        }
+        let acked = self.acked.lock().unwrap().clone();
+        acked
+    }
+}
 
 /// Puts unique keys (`load/ID/N`) through `url` as `writer` says until `stop`, recording the
 /// acknowledged ones in `acked`; failures (a member killed, no leader for a moment, a put stuck
@@ -114,15 +172,44 @@ pub async fn load_keys_at(url: &str, serializable: bool) -> BTreeSet<String> {
         .collect()
 }
 
-/// Waits until every member reaches the revision member `leader` is at, then asserts they all
-/// have the same HashKV there.
+/// Asserts that every member holds every key in `acked`, read through each one: linearizably,
+/// or from its own view when `serializable` (then only once it has reached the revision the
+/// leader is at).
+pub fn assert_every_member_has(cluster: &Cluster, acked: &BTreeSet<String>, serializable: bool) {
+    let rev = serializable.then(|| {
+        let leader = cluster.wait_leader(WAIT).unwrap();
+        cluster.status(leader).unwrap().revision
+    });
+    let runtime = Runtime::new().unwrap();
+    for i in 0..cluster.size() {
+        if let Some(rev) = rev {
+            cluster
+                .wait_revision(i, rev, WAIT)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let present = runtime.block_on(load_keys_at(cluster.client_url(i), serializable));
+        let missing: Vec<_> = acked.difference(&present).collect();
+        assert!(
+            missing.is_empty(),
+            "{} lacks {} of {} acknowledged keys ({} read), e.g. {:?}",
+            cluster.name(i),
+            missing.len(),
+            acked.len(),
+            if serializable {
+                "serializable"
+            } else {
+                "linearizable"
+            },
+            &missing[..missing.len().min(5)]
+        );
+    }
+}
+
+/// Waits until every running member reaches the revision member `leader` is at, then asserts
+/// they all have the same HashKV there.
 pub fn assert_same_hashkv(cluster: &Cluster, leader: usize) {
     let rev = cluster.status(leader).unwrap().revision;
-    let hashes = poll_until(WAIT, "every member at the same revision", || {
-        let all = cluster.hashkv_all(rev)?;
-        Ok(all.iter().all(|(_, _, r)| *r == rev).then_some(all))
-    })
-    .unwrap();
-    let distinct: BTreeSet<u32> = hashes.iter().map(|(_, h, _)| *h).collect();
-    assert_eq!(distinct.len(), 1, "HashKV differs: {hashes:?}");
+    if let Err(e) = cluster.same_hashkv(&cluster.running_members(), rev, WAIT) {
+        panic!("{e}");
+    }
 }

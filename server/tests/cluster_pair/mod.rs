@@ -16,8 +16,7 @@ use std::time::{Duration, Instant};
 
 use normalise::{MemberFacts, Normaliser, Rows, Run};
 use oxcd_tests::cluster::Cluster;
-use oxcd_tests::etcd::Flavor;
-use serde_json::Value;
+use oxcd_tests::etcd::{Flavor, ETCD_VERSION};
 
 /// How long leader changes and replication may take.
 pub const WAIT: Duration = Duration::from_secs(30);
@@ -28,9 +27,6 @@ const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Members per cluster.
 pub const SIZE: usize = 3;
-
-/// The server version real etcd's Status reports.
-const ETCD_VERSION: &str = "3.4.23";
 
 /// Where etcdctl is pointed, by member rank.
 #[derive(Clone, Copy, Debug)]
@@ -114,13 +110,9 @@ impl Side {
             .collect();
         let mut by_rank: Vec<usize> = (0..members.len()).collect();
         by_rank.sort_by_key(|&i| members[i].id);
-        let listed = cluster
-            .ctl(0, &["member", "list", "-w", "json"])
+        let (cluster_id, _) = cluster
+            .member_list(0)
             .unwrap_or_else(|e| panic!("{name}: member list: {e}"));
-        let listed: Value = serde_json::from_str(&listed).expect("member list -w json is JSON");
-        let cluster_id = listed["header"]["cluster_id"]
-            .as_u64()
-            .unwrap_or_else(|| panic!("{name}: no cluster_id in {listed}"));
         Side {
             ids: by_rank.iter().map(|&i| members[i].id).collect(),
             by_rank,
@@ -273,6 +265,7 @@ impl ClusterPair {
             Side::new(cluster, version)
         };
         let (etcd, oxcd) = both(
+            // Real etcd's Status reports its own version.
             || start(Flavor::Etcd, ETCD_VERSION),
             || start(oxcd, oxcd_version),
         );
