@@ -20,6 +20,11 @@ pub enum TransportError {
     /// A frame's length field is 0 or exceeds the limit.
     #[error("protocol error: frame length {len} outside 1..={max}")]
     FrameLength { len: u64, max: usize },
+    /// A frame head's CRC-32C does not match its length and type.
+    #[error(
+        "protocol error: frame head checksum mismatch (stored {stored:08x}, computed {computed:08x})"
+    )]
+    FrameHeadChecksum { stored: u32, computed: u32 },
     /// A frame's CRC-32C does not match its type and payload.
     #[error(
         "protocol error: frame checksum mismatch (stored {stored:08x}, computed {computed:08x})"

@@ -8,8 +8,12 @@
 //! (the largest is one frame, ≤ 64 MiB).
 //!
 //! Worked example, a batch of one 3-byte message `08 03 10`:
-//! `00 00 00 0c | 01 | 00 00 00 01 | 00 00 00 03 | 08 03 10 | crc32c(01 00 00 00 01 ...)`,
-//! len 12 = type 1 + count 4 + msg len 4 + 3 message bytes.
+//! `00 00 00 0c | 01 | crc32c(00 00 00 0c 01) | 00 00 00 01 | 00 00 00 03 | 08 03 10 |
+//! crc32c(01 00 00 00 01 ...)`, len 12 = type 1 + count 4 + msg len 4 + 3 message bytes.
+//!
+//! The head CRC lets a reader refuse a corrupt length before it waits for that many bytes:
+//! without it, a length garbled into something below the limit (a lossy link that drops part of
+//! a frame) had the reader wait for megabytes while only heartbeats trickled in.
 
 use ::raft::eraftpb::{Message, MessageType};
 use protobuf::Message as _;
@@ -41,6 +45,11 @@ fn frame_crc(frame_type: u8, payload: &[u8]) -> u32 {
     crc32c::crc32c_append(crc32c::crc32c(&[frame_type]), payload)
 }
 
+/// The CRC a frame's head carries: CRC-32C over the length and type bytes.
+fn head_crc(len_and_type: &[u8]) -> u32 {
+    crc32c::crc32c(len_and_type)
+}
+
 /// Writes one frame. Refuses (before writing anything) a payload that would exceed the limit.
 pub fn write_frame<W: Write>(w: &mut W, frame_type: u8, payload: &[u8]) -> Result<()> {
     let len = FRAME_TYPE_SIZE + payload.len();
@@ -50,29 +59,60 @@ pub fn write_frame<W: Write>(w: &mut W, frame_type: u8, payload: &[u8]) -> Resul
             max: MAX_FRAME_LEN,
         });
     }
-    let mut head = [0u8; FRAME_LEN_SIZE + FRAME_TYPE_SIZE];
+    let mut head = [0u8; FRAME_HEAD_SIZE];
     head[..FRAME_LEN_SIZE].copy_from_slice(&(len as u32).to_be_bytes());
     head[FRAME_LEN_SIZE] = frame_type;
+    let crc = head_crc(&head[..FRAME_HEAD_CRC_OFFSET]);
+    head[FRAME_HEAD_CRC_OFFSET..].copy_from_slice(&crc.to_be_bytes());
     w.write_all(&head)?;
     w.write_all(payload)?;
     w.write_all(&frame_crc(frame_type, payload).to_be_bytes())?;
     Ok(())
 }
 
-/// Reads one frame, checking its length and CRC. An I/O error (EOF, timeout) is returned as
-/// [`TransportError::Io`]; a bad length or CRC as a protocol error.
+/// A frame's checked head: what [`read_frame_body`] needs to read the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameHead {
+    /// Type + payload bytes, within the limit.
+    pub len: usize,
+    pub frame_type: u8,
+}
+
+/// Reads one frame, checking its head CRC and length before reading the body, then the body's
+/// CRC. An I/O error (EOF, timeout) is returned as [`TransportError::Io`]; a bad length or
+/// CRC as a protocol error.
 pub fn read_frame<R: Read>(r: &mut R) -> Result<Frame> {
-    let mut len_bytes = [0u8; FRAME_LEN_SIZE];
-    r.read_exact(&mut len_bytes)?;
-    let len = u32::from_be_bytes(len_bytes) as usize;
+    let head = read_frame_head(r)?;
+    read_frame_body(r, head)
+}
+
+/// Reads and checks a frame's head (CRC, then the length limit).
+pub fn read_frame_head<R: Read>(r: &mut R) -> Result<FrameHead> {
+    let mut head = [0u8; FRAME_HEAD_SIZE];
+    r.read_exact(&mut head)?;
+    let stored = u32::from_be_bytes(head[FRAME_HEAD_CRC_OFFSET..].try_into().expect("4 bytes"));
+    let computed = head_crc(&head[..FRAME_HEAD_CRC_OFFSET]);
+    if stored != computed {
+        return Err(TransportError::FrameHeadChecksum { stored, computed });
+    }
+    let len = u32::from_be_bytes(head[..FRAME_LEN_SIZE].try_into().expect("4 bytes")) as usize;
     if !(FRAME_TYPE_SIZE..=MAX_FRAME_LEN).contains(&len) {
         return Err(TransportError::FrameLength {
             len: len as u64,
             max: MAX_FRAME_LEN,
         });
     }
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body)?;
+    Ok(FrameHead {
+        len,
+        frame_type: head[FRAME_LEN_SIZE],
+    })
+}
+
+/// Reads the payload and CRC of the frame whose `head` was just read, and checks the CRC.
+pub fn read_frame_body<R: Read>(r: &mut R, head: FrameHead) -> Result<Frame> {
+    let mut body = vec![0u8; head.len];
+    body[0] = head.frame_type;
+    r.read_exact(&mut body[FRAME_TYPE_SIZE..])?;
     let mut crc_bytes = [0u8; FRAME_CRC_SIZE];
     r.read_exact(&mut crc_bytes)?;
     let stored = u32::from_be_bytes(crc_bytes);
@@ -292,27 +332,41 @@ mod tests {
         // Proves the byte layout FORMAT.md shows for a keepalive.
         let wire = encoded(FRAME_KEEPALIVE, &[]);
         let mut expected = vec![0, 0, 0, 1, 2];
+        expected.extend_from_slice(&crc32c::crc32c(&[0, 0, 0, 1, 2]).to_be_bytes());
         expected.extend_from_slice(&crc32c::crc32c(&[2]).to_be_bytes());
         assert_eq!(wire, expected);
     }
 
     #[test]
     fn corrupt_frames_are_detected() {
-        // Proves a flipped payload bit, a flipped type, a zero and an oversize length all fail.
+        // Proves a flipped payload bit fails the body CRC; a flipped type or length fails the
+        // head CRC before any body byte is read; a zero or oversize length (with a matching
+        // head CRC) fails the limit.
         let good = encoded(FRAME_BATCH, b"payload");
         let mut bad_payload = good.clone();
-        bad_payload[7] ^= 0x01;
+        bad_payload[FRAME_HEAD_SIZE + 2] ^= 0x01;
+        let err = read_frame(&mut Cursor::new(bad_payload)).expect_err("corrupt");
+        assert!(matches!(err, TransportError::FrameChecksum { .. }), "{err}");
         let mut bad_type = good.clone();
         bad_type[4] = FRAME_KEEPALIVE;
-        for bad in [bad_payload, bad_type] {
-            let err = read_frame(&mut Cursor::new(bad)).expect_err("corrupt");
-            assert!(matches!(err, TransportError::FrameChecksum { .. }), "{err}");
+        let mut bad_len = good.clone();
+        bad_len[1] = 0x10; // a megabyte more: must not be waited for
+        for bad in [bad_type, bad_len] {
+            // Only the head is given: the reader must refuse without asking for more.
+            let err = read_frame(&mut Cursor::new(&bad[..FRAME_HEAD_SIZE])).expect_err("corrupt");
+            assert!(
+                matches!(err, TransportError::FrameHeadChecksum { .. }),
+                "{err}"
+            );
         }
-        let mut oversize = good.clone();
-        oversize[..4].copy_from_slice(&((MAX_FRAME_LEN + 1) as u32).to_be_bytes());
-        let mut zero = good;
-        zero[..4].copy_from_slice(&0u32.to_be_bytes());
-        for bad in [oversize, zero] {
+        let with_len = |len: u32| {
+            let mut head = len.to_be_bytes().to_vec();
+            head.push(FRAME_BATCH);
+            let crc = crc32c::crc32c(&head);
+            head.extend_from_slice(&crc.to_be_bytes());
+            head
+        };
+        for bad in [with_len(MAX_FRAME_LEN as u32 + 1), with_len(0)] {
             let err = read_frame(&mut Cursor::new(bad)).expect_err("bad length");
             assert!(matches!(err, TransportError::FrameLength { .. }), "{err}");
         }

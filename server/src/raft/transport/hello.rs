@@ -59,7 +59,7 @@ pub enum Status {
     ClusterIdMismatch,
     SenderRemoved,
     ToMismatch,
-    /// Reserved in version 1: never sent, understood when received.
+    /// Reserved: never sent, understood when received.
     SenderUnknown,
     VersionMismatch,
 }
@@ -154,7 +154,7 @@ pub fn read_hello<R: Read>(r: &mut R) -> Result<ReadHello> {
     })?;
     if fixed[HELLO_FLAGS_OFFSET] != 0 {
         return Err(TransportError::protocol(format!(
-            "hello flags {:#x} in version 1",
+            "hello flags {:#x} in version {VERSION}",
             fixed[HELLO_FLAGS_OFFSET]
         )));
     }
@@ -241,7 +241,7 @@ mod tests {
         let h = hello();
         let wire = encode_hello(&h).expect("fits");
         assert_eq!(&wire[..8], b"OXCDPEER");
-        assert_eq!(&wire[8..12], &[0, 1, KIND_SNAPSHOT, 0]);
+        assert_eq!(&wire[8..12], &[0, 2, KIND_SNAPSHOT, 0]);
         assert_eq!(wire.len(), HELLO_FIXED_SIZE + h.from_urls.len());
         assert_eq!(
             read_hello(&mut Cursor::new(wire)).expect("decodes"),
@@ -279,11 +279,11 @@ mod tests {
         for bad in [magic, kind, flags, truncated] {
             assert!(read_hello(&mut Cursor::new(bad)).is_err());
         }
-        let mut v2 = good[..HELLO_PREFIX_SIZE].to_vec();
-        v2[HELLO_VERSION_OFFSET + 1] = 2;
+        let mut other = good[..HELLO_PREFIX_SIZE].to_vec();
+        other[HELLO_VERSION_OFFSET + 1] = 1;
         assert_eq!(
-            read_hello(&mut Cursor::new(v2)).expect("prefix only"),
-            ReadHello::UnsupportedVersion(2)
+            read_hello(&mut Cursor::new(other)).expect("prefix only"),
+            ReadHello::UnsupportedVersion(1)
         );
         let long = Hello {
             from_urls: "x".repeat(HELLO_MAX_URLS_LEN + 1),

@@ -9,7 +9,7 @@ use std::time::Duration;
 /// The hello's first 8 bytes.
 pub const MAGIC: [u8; 8] = *b"OXCDPEER";
 /// The only protocol version this code speaks.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 
 /// Hello field offsets (see FORMAT.md "Hello").
 pub const HELLO_MAGIC_OFFSET: usize = 0;
@@ -39,12 +39,18 @@ pub const REPLY_STATUS_OFFSET: usize = 0;
 pub const REPLY_CLUSTER_ID_OFFSET: usize = 1;
 pub const REPLY_SIZE: usize = 9;
 
-/// Frame layout: `u32 len`, `u8 type`, payload, `u32 crc32c(type ‖ payload)`.
+/// Frame layout: `u32 len`, `u8 type`, `u32 crc32c(len ‖ type)`, payload,
+/// `u32 crc32c(type ‖ payload)`.
 pub const FRAME_LEN_SIZE: usize = 4;
 pub const FRAME_TYPE_SIZE: usize = 1;
+pub const FRAME_HEAD_CRC_SIZE: usize = 4;
 pub const FRAME_CRC_SIZE: usize = 4;
+/// Where the head's CRC sits (after the length and the type it covers).
+pub const FRAME_HEAD_CRC_OFFSET: usize = FRAME_LEN_SIZE + FRAME_TYPE_SIZE;
+/// The bytes before the payload.
+pub const FRAME_HEAD_SIZE: usize = FRAME_LEN_SIZE + FRAME_TYPE_SIZE + FRAME_HEAD_CRC_SIZE;
 /// Bytes a frame adds around its payload.
-pub const FRAME_OVERHEAD: usize = FRAME_LEN_SIZE + FRAME_TYPE_SIZE + FRAME_CRC_SIZE;
+pub const FRAME_OVERHEAD: usize = FRAME_HEAD_SIZE + FRAME_CRC_SIZE;
 /// The largest `len` (type + payload) a reader accepts.
 pub const MAX_FRAME_LEN: usize = 64 << 20;
 
@@ -99,6 +105,9 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_millis(1500);
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// The slowest a Messages frame's payload may arrive once its head is read: a frame must end
+/// within `READ_TIMEOUT + len / FRAME_MIN_BYTES_PER_SEC` (64 MiB: about 2 min 15 s).
+pub const FRAME_MIN_BYTES_PER_SEC: u64 = 512 << 10;
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const SNAP_RESULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long an Rpc receiver waits for the request frame after its reply.
@@ -120,7 +129,8 @@ const _: () = assert!(HELLO_PREFIX_SIZE == 10);
 const _: () = assert!(HELLO_FIXED_SIZE == 38);
 const _: () = assert!(REPLY_STATUS_OFFSET + 1 == REPLY_CLUSTER_ID_OFFSET);
 const _: () = assert!(REPLY_CLUSTER_ID_OFFSET + 8 == REPLY_SIZE);
-const _: () = assert!(FRAME_OVERHEAD == 9);
+const _: () = assert!(FRAME_HEAD_SIZE == 9);
+const _: () = assert!(FRAME_OVERHEAD == 13);
 const _: () = assert!(MAX_FRAME_LEN == 67_108_864);
 const _: () = assert!(MAX_FRAME_LEN <= u32::MAX as usize);
 // A full batch (target reached just before one more maximal message) fits in one frame.

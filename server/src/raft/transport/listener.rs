@@ -5,22 +5,25 @@
 //! runs the Rpc handler on this reader thread).
 //!
 //! A reader never writes after its reply on a Messages connection. It reads with a 5 s timeout
-//! (the sender keeps the connection busy with keepalives) and closes on any error; closing is
-//! how a protocol error is answered. A new Messages connection from a peer closes that peer's
+//! (the sender keeps the connection busy with keepalives), gives each frame's payload a
+//! deadline set by its length ([`FRAME_MIN_BYTES_PER_SEC`]), and closes on any error; closing is
+//! how a protocol error is answered. The deadline matters when bytes are lost in the middle of
+//! a frame (a broken middlebox, or the test proxy): the reader would otherwise take the
+//! following heartbeats as the rest of the payload and wait for minutes before the CRC fails. A new Messages connection from a peer closes that peer's
 //! older inbound ones, so a half-dead connection does not linger after a reconnect.
 //!
 //! Messages whose `from` is marked removed, or whose `to` is not this member, are dropped.
 
 use ::raft::eraftpb::Message;
-use std::io::{BufReader, ErrorKind, Write};
+use std::io::{BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::conn::ConnInfo;
 use super::error::{Result, TransportError};
-use super::frame::{decode_batch, read_frame};
+use super::frame::{decode_batch, read_frame_body, read_frame_head};
 use super::hello::{check_hello, encode_reply, read_hello, Hello, Kind, ReadHello, Reply, Status};
 use super::layout::*;
 use super::{read, rpc, snapshot, Hex, Inner, PeerEvent};
@@ -120,7 +123,14 @@ fn serve(inner: &Inner, stream: TcpStream, addr: SocketAddr) {
             inner.conns.shutdown_where(|id, c| {
                 id != mine && c.inbound && c.kind == Kind::Messages && c.peer == hello.from_id
             });
-            read_messages(inner, &hello, &stream, reader, addr);
+            // The reader below reads frames with its own buffer: anything the dialer sent
+            // after its hello, before our reply, breaks the protocol (FORMAT.md).
+            if !reader.buffer().is_empty() {
+                let from = format!("{:x}", hello.from_id);
+                tracing::warn!(%addr, %from, "peer sent frames before the reply; closing");
+                return;
+            }
+            read_messages(inner, &hello, &stream, addr);
         }
         Kind::Snapshot => snapshot::receive(inner, &hello, &stream, &mut reader),
         Kind::Rpc => rpc::serve(inner, &hello, &stream, &mut reader),
@@ -157,18 +167,13 @@ fn log_rejection(inner: &Inner, hello: &Hello, status: Status, addr: SocketAddr)
 }
 
 /// Reads frames until an error, emitting each batch.
-fn read_messages(
-    inner: &Inner,
-    hello: &Hello,
-    stream: &TcpStream,
-    mut reader: BufReader<&TcpStream>,
-    addr: SocketAddr,
-) {
+fn read_messages(inner: &Inner, hello: &Hello, stream: &TcpStream, addr: SocketAddr) {
     let from = format!("{:x}", hello.from_id);
     if let Err(e) = stream.set_read_timeout(Some(READ_TIMEOUT)) {
         tracing::debug!(%addr, %e, "cannot set a read timeout; closing");
         return;
     }
+    let mut reader = BufReader::with_capacity(64 << 10, FrameReader::new(stream));
     tracing::info!(peer = %from, %addr, urls = %hello.from_urls, "peer inbound connection up");
     let error = loop {
         match read_batch(inner, &mut reader) {
@@ -201,8 +206,15 @@ fn describe_io_end(e: &std::io::Error) -> String {
 
 /// Reads one frame: `Some` messages for a batch with any left after filtering, `None` for a
 /// keepalive or a batch filtered empty.
-fn read_batch(inner: &Inner, reader: &mut BufReader<&TcpStream>) -> Result<Option<Vec<Message>>> {
-    let frame = read_frame(reader)?;
+fn read_batch(
+    inner: &Inner,
+    reader: &mut BufReader<FrameReader<'_>>,
+) -> Result<Option<Vec<Message>>> {
+    let head = read_frame_head(reader)?;
+    reader.get_mut().set_body_deadline(head.len);
+    let frame = read_frame_body(reader, head);
+    reader.get_mut().clear_body_deadline()?;
+    let frame = frame?;
     match frame.frame_type() {
         FRAME_KEEPALIVE if frame.payload().is_empty() => Ok(None),
         FRAME_BATCH => {
@@ -223,5 +235,111 @@ fn read_batch(inner: &Inner, reader: &mut BufReader<&TcpStream>) -> Result<Optio
             "frame type {other} (payload {} bytes) on a Messages connection",
             frame.payload().len()
         ))),
+    }
+}
+
+/// How long a frame of `len` bytes (type + payload) may take to arrive after its head.
+fn body_time_limit(len: usize) -> Duration {
+    READ_TIMEOUT + Duration::from_millis(len as u64 * 1000 / FRAME_MIN_BYTES_PER_SEC)
+}
+
+/// A Messages connection's socket under the reader's [`BufReader`]: every read waits at most
+/// [`READ_TIMEOUT`], and while a frame's payload is being read, never past that frame's
+/// deadline.
+struct FrameReader<'a> {
+    stream: &'a TcpStream,
+    body_deadline: Option<Instant>,
+    /// Whether the socket's timeout was shortened for the deadline (and must be restored).
+    shortened: bool,
+}
+
+impl<'a> FrameReader<'a> {
+    fn new(stream: &'a TcpStream) -> FrameReader<'a> {
+        FrameReader {
+            stream,
+            body_deadline: None,
+            shortened: false,
+        }
+    }
+
+    /// Starts the deadline for a frame of `len` bytes (type + payload) whose head was read.
+    fn set_body_deadline(&mut self, len: usize) {
+        self.body_deadline = Some(Instant::now() + body_time_limit(len));
+    }
+
+    /// Ends the frame's deadline, restoring the plain read timeout if it was shortened.
+    fn clear_body_deadline(&mut self) -> std::io::Result<()> {
+        self.body_deadline = None;
+        if std::mem::take(&mut self.shortened) {
+            self.stream.set_read_timeout(Some(READ_TIMEOUT))?;
+        }
+        Ok(())
+    }
+}
+
+impl Read for FrameReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if let Some(deadline) = self.body_deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(std::io::Error::new(
+                    ErrorKind::TimedOut,
+                    "a frame's payload did not arrive in time",
+                ));
+            }
+            if left < READ_TIMEOUT {
+                self.stream.set_read_timeout(Some(left))?;
+                self.shortened = true;
+            }
+        }
+        (&*self.stream).read(buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    #[test]
+    fn a_frame_body_has_a_deadline_set_by_its_length() {
+        // Proves the limit grows with the frame (64 MiB gets minutes, a heartbeat 5 s).
+        assert_eq!(body_time_limit(1), READ_TIMEOUT);
+        assert_eq!(
+            body_time_limit(512 << 10),
+            READ_TIMEOUT + Duration::from_secs(1)
+        );
+        let largest = body_time_limit(MAX_FRAME_LEN);
+        assert!(largest > Duration::from_secs(120) && largest < Duration::from_secs(150));
+    }
+
+    #[test]
+    fn a_trickling_sender_cannot_stretch_a_frame_past_its_deadline() {
+        // Proves a payload that trickles in (a byte every 20 ms, never idle for the read
+        // timeout) still fails once the frame's deadline passes, and the plain timeout is
+        // restored afterwards.
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let mut sender = TcpStream::connect(listener.local_addr().unwrap()).expect("connect");
+        let (receiver, _) = listener.accept().expect("accept");
+        let trickle = std::thread::spawn(move || {
+            while sender.write_all(&[0]).is_ok() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        receiver.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        let mut reader = FrameReader::new(&receiver);
+        let started = Instant::now();
+        reader.body_deadline = Some(started + Duration::from_millis(300));
+        let mut payload = vec![0u8; 1 << 20];
+        let err = reader.read_exact(&mut payload).expect_err("deadline");
+        assert!(
+            matches!(err.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock),
+            "{err}"
+        );
+        assert!(started.elapsed() < READ_TIMEOUT, "{:?}", started.elapsed());
+        reader.clear_body_deadline().unwrap();
+        assert_eq!(receiver.read_timeout().unwrap(), Some(READ_TIMEOUT));
+        drop(receiver);
+        trickle.join().unwrap();
     }
 }

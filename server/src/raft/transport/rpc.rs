@@ -428,11 +428,12 @@ mod tests {
         let mut wire = Vec::new();
         write_frame(&mut wire, t, &p).expect("fits");
         let body = [0x15, 0x8e, 0x9e, 0x05, 0xc5, 0x21, 0x64, 0x69, 0x4d];
-        let mut expected = vec![0, 0, 0, 9];
-        expected.extend_from_slice(&body);
+        let mut expected = vec![0, 0, 0, 9, 0x15];
+        expected.extend_from_slice(&crc32c::crc32c(&expected).to_be_bytes());
+        expected.extend_from_slice(&body[1..]);
         expected.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());
         assert_eq!(wire, expected);
-        assert_eq!(wire.len(), 17);
+        assert_eq!(wire.len(), 21);
 
         assert!(decode_request(FRAME_RPC_MEMBERS, &[0]).is_err());
         assert!(decode_request(FRAME_RPC_PROMOTE, &[0; 7]).is_err());

@@ -220,12 +220,17 @@ fn broken_answers_are_errors_not_panics() {
     let good = frame(frame_type, &payload);
     let mut bad_crc = good.clone();
     *bad_crc.last_mut().expect("crc") ^= 0x01;
-    let mut oversize = good.clone();
-    oversize[..4].copy_from_slice(&u32::MAX.to_be_bytes());
+    let mut bad_head = good.clone();
+    bad_head[..4].copy_from_slice(&u32::MAX.to_be_bytes());
+    let mut oversize = u32::MAX.to_be_bytes().to_vec();
+    oversize.push(FRAME_RPC_MEMBERS_ANSWER);
+    let head_crc = crc32c::crc32c(&oversize);
+    oversize.extend_from_slice(&head_crc.to_be_bytes());
     let bad_json = frame(FRAME_RPC_MEMBERS_ANSWER, b"\0\0\0\0\0\0\0\x01[{\"id\":");
     let cases: Vec<(u8, Vec<u8>, &str)> = vec![
         (0, good[..good.len() / 2].to_vec(), "fill whole buffer"),
         (0, bad_crc, "checksum"),
+        (0, bad_head, "frame head checksum"),
         (0, oversize, "frame length"),
         (0, bad_json, "JSON"),
         (0, frame(FRAME_RPC_FAILURE, &[0x7f]), "failure code"),

@@ -395,11 +395,11 @@ fn the_receiver_answers_or_closes_bad_handshakes_and_frames() {
     assert_eq!((reply.status, reply.cluster_id), (Status::ToMismatch, 0xc1));
     assert!(closed_without_data(&wrong_to));
 
-    let mut v2 = encode_hello(&raw_hello(2, 0xc1)).expect("fits");
-    v2[9] = 2;
+    let mut v1 = encode_hello(&raw_hello(2, 0xc1)).expect("fits");
+    v1[9] = 1;
     let old = TcpStream::connect(b.addr).expect("connect");
     old.set_read_timeout(Some(DEADLINE)).expect("timeout");
-    (&old).write_all(&v2).expect("hello");
+    (&old).write_all(&v1).expect("hello");
     assert_eq!(
         read_reply(&mut &old).expect("reply").status,
         Status::VersionMismatch
@@ -450,7 +450,7 @@ fn idle_connections_carry_keepalives_and_silent_ones_are_dropped() {
     conn.set_read_timeout(Some(DEADLINE)).expect("timeout");
     let mut reader = std::io::BufReader::new(&conn);
     let ReadHello::Hello(hello) = read_hello(&mut reader).expect("hello") else {
-        panic!("version 1 expected");
+        panic!("a hello of our version expected");
     };
     assert_eq!(
         (hello.kind, hello.from_id, hello.to_id),
