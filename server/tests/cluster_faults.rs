@@ -20,13 +20,12 @@
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use oxcd_tests::cluster::Cluster;
-use oxcd_tests::etcd::poll_until;
+use oxcd_tests::etcd::{etcdctl_bin, poll_until};
 use oxcd_tests::proxy::Faults;
 
 mod cluster_load;
@@ -370,9 +369,4 @@ impl Drop for KeepAlive {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// etcdctl as the harness finds it (`$OXCD_ETCDCTL_BIN`, else `etcdctl` from `PATH`).
-fn etcdctl_bin() -> PathBuf {
-    std::env::var_os("OXCD_ETCDCTL_BIN").map_or_else(|| PathBuf::from("etcdctl"), PathBuf::from)
 }

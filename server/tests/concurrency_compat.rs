@@ -27,16 +27,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use compat::{Pair, Side};
+use oxcd_tests::etcd::etcdctl_bin;
 
 /// How long any one expected step may take (a lease expiry included) before it counts as missed.
 const STEP_TIMEOUT: Duration = Duration::from_secs(20);
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// Marks a transcript entry whose step did not happen within [`STEP_TIMEOUT`].
 const TIMED_OUT: &str = "(timed out)";
-
-fn etcdctl_bin() -> String {
-    std::env::var("OXCD_ETCDCTL_BIN").unwrap_or_else(|_| "etcdctl".to_string())
-}
 
 /// A shell function for scripts run under etcdctl: the same etcdctl binary, endpoints inherited.
 const SH_CTL: &str = r#"ctl() { "${OXCD_ETCDCTL_BIN:-etcdctl}" "$@"; }"#;

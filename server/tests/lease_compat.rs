@@ -59,14 +59,36 @@ fn both_with(
     want
 }
 
-/// Sorts the `keys` array of a `lease timetolive --keys -w json` answer.
-fn sort_json_keys(mut run: compat::Run) -> compat::Run {
+/// A `lease timetolive --keys -w json` answer with what varies from run to run made stable:
+/// the keys sorted (etcd lists them in Go map order) and the seconds left (`ttl`, which drops
+/// as each command takes its time) hidden after checking they are within the granted TTL.
+fn stable_timetolive_json(mut run: compat::Run) -> compat::Run {
     let Ok(mut value) = serde_json::from_str::<serde_json::Value>(run.stdout.trim()) else {
         return run;
     };
     if let Some(keys) = value.get_mut("keys").and_then(|keys| keys.as_array_mut()) {
         keys.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
-        run.stdout = format!("{value}\n");
+    }
+    let granted = value["granted-ttl"].as_i64();
+    if let Some(ttl) = value.get_mut("ttl") {
+        let left = ttl.as_i64().unwrap_or(-1);
+        assert!(
+            granted.is_some_and(|granted| (0..=granted).contains(&left)),
+            "ttl {left} outside 0..=granted-ttl in {}",
+            run.stdout
+        );
+        *ttl = "<ttl>".into();
+    }
+    run.stdout = format!("{value}\n");
+    run
+}
+
+/// Text output with the seconds left (`remaining(Ns)`) hidden: they depend on how long the
+/// commands before took.
+fn hide_remaining(mut run: compat::Run) -> compat::Run {
+    if let Some(start) = run.stdout.find("remaining(") {
+        let end = start + run.stdout[start..].find(')').unwrap();
+        run.stdout.replace_range(start..=end, "remaining(N)");
     }
     run
 }
@@ -77,21 +99,30 @@ fn lease_commands_match_etcd() {
     // answers print what etcd prints, and a revoke deletes its keys at one revision.
     let mut pair = Pair::start(&[]);
     let long = grant_both(&mut pair, "100", "<lease-long>");
+    let longer = grant_both(&mut pair, "200", "<lease-longer>");
+    // A TTL of 1 is raised to the minimum (2 s with these timeouts): shown, then revoked
+    // before it can expire in the middle of the commands below.
     let short = grant_both(&mut pair, "1", "<lease-short>");
-    both(&pair, &short, &["lease", "timetolive", "{L}"]);
+    both_with(
+        &pair,
+        &short,
+        &["lease", "timetolive", "{L}"],
+        hide_remaining,
+    );
+    both(&pair, &short, &["lease", "revoke", "{L}"]);
     both(&pair, &long, &["put", "a", "1", "--lease={L}"]);
     both(&pair, &long, &["put", "b", "2", "--lease={L}"]);
     both(&pair, &long, &["get", "a", "-w", "json"]);
-    // etcd lists a lease's keys in Go map order, which changes from run to run: compare them
-    // sorted.
     both_with(
         &pair,
         &long,
         &["lease", "timetolive", "{L}", "--keys", "-w", "json"],
-        sort_json_keys,
+        stable_timetolive_json,
     );
     both(&pair, &long, &["lease", "keep-alive", "--once", "{L}"]);
+    // Sorted by expiry in both: the 100 s lease, then the 200 s one.
     both(&pair, &long, &["lease", "list"]);
+    both(&pair, &longer, &["lease", "revoke", "{L}"]);
     both(&pair, &long, &["lease", "revoke", "{L}"]);
     both(&pair, &long, &["get", "", "--prefix", "-w", "json"]);
     both(&pair, &long, &["lease", "timetolive", "{L}"]);
@@ -129,13 +160,6 @@ fn expired_leases_take_their_keys_and_live_leases_survive_a_restart() {
     // After a restart a leader extends every lease by an election timeout when it takes over
     // (etcd: on applying its first entry; oxcd: within 500 ms of leading), so the seconds left
     // depend on how long each start took: only those are hidden.
-    let hide_remaining = |mut run: compat::Run| {
-        if let Some(start) = run.stdout.find("remaining(") {
-            let end = start + run.stdout[start..].find(')').unwrap();
-            run.stdout.replace_range(start..=end, "remaining(N)");
-        }
-        run
-    };
     let ttl = both_with(
         &pair,
         &long,

@@ -79,7 +79,8 @@ fn etcd_bin() -> PathBuf {
     std::env::var_os("OXCD_ETCD_BIN").map_or_else(|| PathBuf::from("etcd"), PathBuf::from)
 }
 
-fn etcdctl_bin() -> PathBuf {
+/// etcdctl as the harness finds it: `$OXCD_ETCDCTL_BIN`, else `etcdctl` from `PATH`.
+pub fn etcdctl_bin() -> PathBuf {
     std::env::var_os("OXCD_ETCDCTL_BIN").map_or_else(|| PathBuf::from("etcdctl"), PathBuf::from)
 }
 

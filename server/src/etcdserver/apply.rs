@@ -24,7 +24,7 @@ use raft::ReadState;
 
 use super::apply_membership::{self, RaftMembership};
 use super::error::ServerError;
-use super::server::{Applied, ApplyResult, Shared};
+use super::server::{Applied, ApplyResult, Shared, Waiter};
 use crate::membership;
 use crate::mvcc::{kv, txn, Change, CompactionWait, MvccError, StoreWrite};
 use crate::pb::etcdserverpb::alarm_request::AlarmAction;
@@ -112,8 +112,8 @@ impl Applier {
             let changes = std::mem::take(&mut batch.changes);
             shared.hub.publish(changes, shared.store.rev()?);
         }
-        for (id, reply) in batch.replies {
-            shared.waiters.trigger(id, reply);
+        for (waiter, reply) in batch.replies {
+            waiter.answer(reply);
         }
         Ok(())
     }
@@ -125,7 +125,8 @@ struct Batch<'s> {
     shared: &'s Shared,
     raft: &'s mut RaftMembership,
     write: Option<StoreWrite<'s>>,
-    replies: Vec<(u64, ApplyResult)>,
+    /// Answers for the proposers waiting on this member, sent once the write has ended.
+    replies: Vec<(Waiter, ApplyResult)>,
     /// Every change of the batch so far, for watchers once the write has ended.
     changes: Vec<Change>,
 }
@@ -186,12 +187,17 @@ impl<'s> Batch<'s> {
             Err(e @ ServerError::Raft(_)) => return Err(e),
             other => other,
         };
-        // Most entries of a follower (and many after a restart) have no proposer here: keep
-        // only the answers someone waits for, so a large batch builds no large reply list.
-        if self.shared.waiters.is_waiting(id) {
-            self.replies.push((id, result));
-        }
+        self.answer(id, result);
         Ok(())
+    }
+
+    /// Keeps `result` for the proposer of request `id` if it waits on this member. Most
+    /// entries of a follower (and many after a restart) have none, so a large batch builds no
+    /// large reply list.
+    fn answer(&mut self, id: u64, result: ApplyResult) {
+        if let Some(waiter) = self.shared.waiters.take(id) {
+            self.replies.push((waiter, result));
+        }
     }
 
     /// Applies the v2 requests etcd 3.4 proposes: a member's attributes (its publish) and the
@@ -203,7 +209,7 @@ impl<'s> Batch<'s> {
             membership::save(write.batch_tx()?, &member)?;
         }
         if membership::parse_attributes_path(&request.path).is_some() {
-            self.replies.push((request.id, Ok(Applied::Published)));
+            self.answer(request.id, Ok(Applied::Published));
         }
         Ok(())
     }
@@ -296,7 +302,7 @@ impl<'s> Batch<'s> {
         let write = self.write_for(entry)?;
         apply_membership::save_conf_change(write.batch_tx()?, &verdict)?;
         let reply = apply_membership::conf_change_reply(self.shared, &verdict);
-        self.replies.push((id, reply));
+        self.answer(id, reply);
         Ok(())
     }
 }

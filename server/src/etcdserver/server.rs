@@ -50,6 +50,16 @@ pub enum Applied {
 /// What one applied proposal answers.
 pub type ApplyResult = Result<Applied, ServerError>;
 
+/// One proposer's side of [`Waiters`], taken out to be answered.
+pub(super) struct Waiter(oneshot::Sender<ApplyResult>);
+
+impl Waiter {
+    /// Sends the answer; a proposer that gave up in the meantime is ignored.
+    pub(super) fn answer(self, result: ApplyResult) {
+        let _ = self.0.send(result);
+    }
+}
+
 /// Proposers waiting for their entry to be applied, by request ID.
 #[derive(Default)]
 pub(super) struct Waiters(Mutex<HashMap<u64, oneshot::Sender<ApplyResult>>>);
@@ -62,14 +72,15 @@ impl Waiters {
     }
 
     pub(super) fn trigger(&self, id: u64, result: ApplyResult) {
-        if let Some(tx) = self.lock().remove(&id) {
-            let _ = tx.send(result);
+        if let Some(waiter) = self.take(id) {
+            waiter.answer(result);
         }
     }
 
-    /// True if a proposer waits for request `id` on this member.
-    pub(super) fn is_waiting(&self, id: u64) -> bool {
-        self.lock().contains_key(&id)
+    /// The proposer waiting for request `id` on this member, if any, no longer registered:
+    /// the applier answers it once the entry's write has ended.
+    pub(super) fn take(&self, id: u64) -> Option<Waiter> {
+        self.lock().remove(&id).map(Waiter)
     }
 
     fn cancel(&self, id: u64) {
