@@ -1,7 +1,8 @@
 //! Membership changes on a running 3-member cluster, driven through etcdctl 3.4.23 and checked
 //! against what etcd 3.4.23 does: replacing a member (remove, wipe, add under a new ID, rejoin
 //! with `--initial-cluster-state existing`), a removed member that can never come back, adding a
-//! learner and promoting it, and updating a member's peer URLs.
+//! learner and promoting it, and updating a member's peer URLs. One oxcd-only scenario: a
+//! joining member SIGKILLed before it received any entry catches up after its restart.
 //!
 //! Each scenario is a private function run on a fresh cluster of any [`Flavor`]: its `#[test]`
 //! runs it on oxcd, and an `#[ignore]`d twin runs the very same function on real etcd, to prove
@@ -521,4 +522,42 @@ fn membership_survives_a_restart_of_every_member_on_oxcd() -> Result<()> {
     // Proves conf changes (accepted and refused) replayed after a SIGKILL of every member get the same verdicts: same member list, the learner still replicated to, equal HashKV.
     let args = ["--strict-reconfig-check=false", "--snapshot-count=10"];
     run_on(oxcd_flavor(), &args, membership_survives_restart)
+}
+
+/// A new member that is SIGKILLed after joining but before the leader reached it (its inbound
+/// link blackholed) restarts from its own data dir, which holds no entry yet, and still
+/// catches up once the link heals.
+fn joiner_killed_before_its_first_entry(cluster: &mut Cluster) -> Result<()> {
+    let (leader, _, _) = leader_and_followers(cluster)?;
+    cluster.ctl(leader, &["put", "before-join", "v"])?;
+    let slot = cluster.reserve_member("joiner")?;
+    let proxy = cluster.proxy(slot).expect("a cluster with proxies");
+    proxy.blackhole(true);
+    let peer_urls = format!("--peer-urls={}", cluster.peer_url(slot));
+    let added = cluster.ctl_past_strict_check(
+        leader,
+        &["member", "add", "joiner", "--learner", &peer_urls],
+        WAIT,
+    )?;
+    let joiner = cluster.add_process("joiner", &initial_cluster_of(&added)?, &[])?;
+    poll_until(WAIT, "the joiner to start raft", || {
+        Ok(cluster
+            .log(joiner)
+            .contains("joining an existing cluster")
+            .then_some(()))
+    })?;
+    cluster.kill(joiner)?;
+    cluster.proxy(slot).expect("proxy").blackhole(false);
+    cluster.spawn_member(joiner)?;
+    cluster.wait_local_value(joiner, "before-join", "v", WAIT)?;
+    cluster.ctl(leader, &["put", "after-restart", "w"])?;
+    cluster.wait_local_value(joiner, "after-restart", "w", WAIT)
+}
+
+#[test]
+fn a_joiner_killed_before_its_first_entry_catches_up_on_oxcd() -> Result<()> {
+    // Proves a joining member restarted before it received anything still catches up.
+    let mut cluster = Cluster::start_with_proxies(oxcd_flavor(), 3, &[])?;
+    joiner_killed_before_its_first_entry(&mut cluster)
+        .map_err(|e| Error::msg(format!("{e}\n\n{}", cluster.log_tails())))
 }

@@ -329,7 +329,34 @@ impl RaftLoop {
             PeerEvent::Unreachable(id) => self.node.report_unreachable(id),
             PeerEvent::SnapshotStatus { to, ok } => self.node.report_snapshot(to, ok),
             PeerEvent::Removed => self.note_removed(),
+            PeerEvent::InboundUp { from, urls } => self.learn_sender(from, urls),
         }
+    }
+
+    /// A member whose membership does not list itself yet (joining, or restarted before its
+    /// log reached its own addition) knows no peers but the remotes it fetched at the join,
+    /// and none at all after a restart: it answers whoever connects to it (the leader), at
+    /// the URLs the sender advertised. Once its log lists it, the log alone decides its peers
+    /// (`sync_peers`).
+    fn learn_sender(&mut self, from: u64, urls: Vec<String>) {
+        let me = self.node.id();
+        if from == me || self.peers.contains_key(&from) || urls.is_empty() {
+            return;
+        }
+        let Some(transport) = self.applier.transport.clone() else {
+            return;
+        };
+        let cluster = self.shared().members.cluster();
+        if cluster.members.contains_key(&me) || cluster.removed.contains(&from) {
+            return;
+        }
+        tracing::info!(
+            peer = %format!("{from:x}"),
+            urls = %urls.join(","),
+            "answering a peer this member's log does not list yet"
+        );
+        transport.add_peer(from, &urls);
+        self.peers.insert(from, urls);
     }
 
     /// This member was removed from the cluster: it stops shortly (see `removed_at`).

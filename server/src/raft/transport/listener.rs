@@ -175,6 +175,13 @@ fn read_messages(inner: &Inner, hello: &Hello, stream: &TcpStream, addr: SocketA
     }
     let mut reader = BufReader::with_capacity(64 << 10, FrameReader::new(stream));
     tracing::info!(peer = %from, %addr, urls = %hello.from_urls, "peer inbound connection up");
+    if !inner.is_stopped() {
+        let urls = hello.from_urls.split(',').filter(|u| !u.is_empty());
+        inner.emit(PeerEvent::InboundUp {
+            from: hello.from_id,
+            urls: urls.map(str::to_string).collect(),
+        });
+    }
     let error = loop {
         match read_batch(inner, &mut reader) {
             Ok(Some(messages)) if !inner.is_stopped() => inner.emit(PeerEvent::Messages(messages)),

@@ -73,6 +73,10 @@ pub enum PeerEvent {
     SnapshotStatus { to: u64, ok: bool },
     /// A peer answered SenderRemoved: this member was removed from the cluster. Sent once.
     Removed,
+    /// A peer opened a Messages connection to this member, advertising `urls` (its hello).
+    /// Lets a member whose log does not list the sender yet answer it (a joining member
+    /// restarted before it received any entry).
+    InboundUp { from: u64, urls: Vec<String> },
 }
 
 /// Where the transport delivers [`PeerEvent`]s; called from transport threads and from
