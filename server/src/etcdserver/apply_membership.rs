@@ -24,7 +24,7 @@ use prost::Message as _;
 
 use super::error::ServerError;
 use super::server::{Applied, ApplyResult, Shared};
-use crate::membership::{self, AttributesUpdate, Change, ConfChangeKind, MembershipError};
+use crate::membership::{self, AttributesUpdate, Change, ConfChangeType, MembershipError};
 use crate::pb::etcdserverpb::{InternalRaftRequest, Request as V2Request};
 use crate::raft::convert::ConfChange;
 use oxcd_engine::backend::BatchTx;
@@ -60,7 +60,7 @@ impl RaftMembership {
         let cc = ConfChange::decode(&entry.data[..]).map_err(|e| {
             ServerError::Internal(format!("bad conf change at {}: {e}", entry.index))
         })?;
-        let kind = ConfChangeKind::from_etcd_type(cc.change_type).ok_or_else(|| {
+        let kind = ConfChangeType::try_from(cc.change_type).map_err(|_| {
             ServerError::Internal(format!(
                 "conf change of unknown type {} at {}",
                 cc.change_type, entry.index
@@ -91,13 +91,13 @@ impl RaftMembership {
     /// Tracks what raft does with an accepted `change`.
     fn follow_raft(&mut self, change: &Change) {
         match change.kind {
-            ConfChangeKind::AddNode => {
+            ConfChangeType::ConfChangeAddNode => {
                 self.voters.insert(change.node_id);
             }
-            ConfChangeKind::AddLearnerNode | ConfChangeKind::RemoveNode => {
+            ConfChangeType::ConfChangeAddLearnerNode | ConfChangeType::ConfChangeRemoveNode => {
                 self.voters.remove(&change.node_id);
             }
-            ConfChangeKind::UpdateNode => {}
+            ConfChangeType::ConfChangeUpdateNode => {}
         }
     }
 }

@@ -20,7 +20,7 @@ use tokio::sync::oneshot;
 use super::error::ServerError;
 use super::server::{Applied, EtcdServer, LoopRequest};
 use crate::config::EtcdUrl;
-use crate::membership::{self, strict, Change, ConfChangeKind, Member};
+use crate::membership::{self, strict, Change, ConfChangeType, Member};
 use crate::raft::convert::ConfChange;
 use crate::raft::transport::{
     self, RpcAnswer, RpcCode, RpcFailure, RpcHandler, RpcRequest, TransportError,
@@ -136,10 +136,11 @@ impl EtcdServer {
         let id = self.shared.ids.next();
         let cc = ConfChange {
             id,
-            change_type: change.kind.etcd_type(),
+            change_type: change.kind as i32,
             node_id: change.node_id,
             // etcd writes no context for a removal.
-            context: (change.kind != ConfChangeKind::RemoveNode).then(|| change.context_bytes()),
+            context: (change.kind != ConfChangeType::ConfChangeRemoveNode)
+                .then(|| change.context_bytes()),
         };
         let request = LoopRequest::ProposeConfChange {
             id,

@@ -22,39 +22,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Member, MembershipError};
-
-/// The kind of a conf change, numbered as etcd's `raftpb.ConfChangeType` (raft-rs numbers
-/// `AddLearnerNode` 2 and has no `UpdateNode`; see `raft::convert`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[repr(i32)]
-pub enum ConfChangeKind {
-    /// Adds a voting member, or promotes a learner (context `isPromote`).
-    AddNode = 0,
-    /// Removes a member.
-    RemoveNode = 1,
-    /// Replaces a member's peer URLs.
-    UpdateNode = 2,
-    /// Adds a learner.
-    AddLearnerNode = 3,
-}
-
-impl ConfChangeKind {
-    /// The kind with etcd's number `value`; `None` for a number etcd does not define.
-    pub fn from_etcd_type(value: i32) -> Option<ConfChangeKind> {
-        match value {
-            0 => Some(ConfChangeKind::AddNode),
-            1 => Some(ConfChangeKind::RemoveNode),
-            2 => Some(ConfChangeKind::UpdateNode),
-            3 => Some(ConfChangeKind::AddLearnerNode),
-            _ => None,
-        }
-    }
-
-    /// etcd's number for this kind.
-    pub fn etcd_type(self) -> i32 {
-        self as i32
-    }
-}
+pub use crate::raft::convert::ConfChangeType;
 
 /// A conf change context (etcd's `membership.ConfigChangeContext`): the member the change is
 /// about, and whether an AddNode promotes an existing learner rather than adding a member.
@@ -91,10 +59,10 @@ impl ConfChangeContext {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Change {
     /// Its kind.
-    pub kind: ConfChangeKind,
+    pub kind: ConfChangeType,
     /// The member it names (the conf change's `NodeID`).
     pub node_id: u64,
-    /// Its context; `None` only for [`ConfChangeKind::RemoveNode`], whose context etcd
+    /// Its context; `None` only for [`ConfChangeType::ConfChangeRemoveNode`], whose context etcd
     /// neither writes nor reads. For the other kinds its member ID equals `node_id`.
     pub context: Option<ConfChangeContext>,
 }
@@ -104,11 +72,11 @@ impl Change {
     /// other kind needs a context that parses and names `node_id` (etcd panics otherwise; this
     /// returns [`MembershipError::BadContext`], so the entry can be rejected deterministically).
     pub fn decode(
-        kind: ConfChangeKind,
+        kind: ConfChangeType,
         node_id: u64,
         context: &[u8],
     ) -> Result<Change, MembershipError> {
-        if kind == ConfChangeKind::RemoveNode {
+        if kind == ConfChangeType::ConfChangeRemoveNode {
             return Ok(Change::remove(node_id));
         }
         let bad = |reason: String| MembershipError::BadContext { node_id, reason };
@@ -127,9 +95,9 @@ impl Change {
     /// its name): AddLearnerNode for a learner, else AddNode.
     pub fn add(member: Member) -> Change {
         let kind = if member.is_learner {
-            ConfChangeKind::AddLearnerNode
+            ConfChangeType::ConfChangeAddLearnerNode
         } else {
-            ConfChangeKind::AddNode
+            ConfChangeType::ConfChangeAddNode
         };
         Change {
             kind,
@@ -144,7 +112,7 @@ impl Change {
     /// The conf change promoting learner `id` (MemberPromote).
     pub fn promote(id: u64) -> Change {
         Change {
-            kind: ConfChangeKind::AddNode,
+            kind: ConfChangeType::ConfChangeAddNode,
             node_id: id,
             context: Some(ConfChangeContext {
                 member: Member {
@@ -159,7 +127,7 @@ impl Change {
     /// The conf change removing member `id` (MemberRemove).
     pub fn remove(id: u64) -> Change {
         Change {
-            kind: ConfChangeKind::RemoveNode,
+            kind: ConfChangeType::ConfChangeRemoveNode,
             node_id: id,
             context: None,
         }
@@ -169,7 +137,7 @@ impl Change {
     /// (MemberUpdate; etcd neither sorts nor validates them).
     pub fn update(id: u64, peer_urls: Vec<String>) -> Change {
         Change {
-            kind: ConfChangeKind::UpdateNode,
+            kind: ConfChangeType::ConfChangeUpdateNode,
             node_id: id,
             context: Some(ConfChangeContext {
                 member: Member {
@@ -231,13 +199,13 @@ mod tests {
             ..Member::default()
         };
         let add_learner = Change::add(learner);
-        assert_eq!(add_learner.kind, ConfChangeKind::AddLearnerNode);
+        assert_eq!(add_learner.kind, ConfChangeType::ConfChangeAddLearnerNode);
         assert_eq!(
             text(&add_learner),
             r#"{"id":896439231623958344,"peerURLs":["http://127.0.0.1:34679"],"isLearner":true}"#
         );
         let promote = Change::promote(896439231623958344);
-        assert_eq!(promote.kind, ConfChangeKind::AddNode);
+        assert_eq!(promote.kind, ConfChangeType::ConfChangeAddNode);
         assert_eq!(
             text(&promote),
             r#"{"id":896439231623958344,"peerURLs":null,"isPromote":true}"#
@@ -245,7 +213,7 @@ mod tests {
         let remove = Change::remove(0x1234);
         assert_eq!(
             (remove.kind, remove.context_bytes()),
-            (ConfChangeKind::RemoveNode, vec![])
+            (ConfChangeType::ConfChangeRemoveNode, vec![])
         );
     }
 
@@ -288,22 +256,22 @@ mod tests {
         // Proves decoding then encoding is the identity on every captured context.
         let cases = [
             (
-                ConfChangeKind::AddNode,
+                ConfChangeType::ConfChangeAddNode,
                 11327898369037942443,
                 r#"{"id":11327898369037942443,"peerURLs":["http://127.0.0.1:41913"],"name":"n1"}"#,
             ),
             (
-                ConfChangeKind::AddLearnerNode,
+                ConfChangeType::ConfChangeAddLearnerNode,
                 896439231623958344,
                 r#"{"id":896439231623958344,"peerURLs":["http://127.0.0.1:34679"],"isLearner":true}"#,
             ),
             (
-                ConfChangeKind::AddNode,
+                ConfChangeType::ConfChangeAddNode,
                 896439231623958344,
                 r#"{"id":896439231623958344,"peerURLs":null,"isPromote":true}"#,
             ),
             (
-                ConfChangeKind::UpdateNode,
+                ConfChangeType::ConfChangeUpdateNode,
                 9,
                 r#"{"id":9,"peerURLs":["http://b:2","http://a:1"]}"#,
             ),
@@ -313,7 +281,7 @@ mod tests {
             assert_eq!(text(&change), json);
         }
         let promote = Change::decode(
-            ConfChangeKind::AddNode,
+            ConfChangeType::ConfChangeAddNode,
             5,
             br#"{"id":5,"peerURLs":null,"isPromote":true}"#,
         )
@@ -325,7 +293,7 @@ mod tests {
     #[test]
     fn bad_contexts_are_errors_and_removes_ignore_theirs() {
         // Proves a context that does not parse or names another member is refused, not a panic.
-        let garbage = Change::decode(ConfChangeKind::AddNode, 0x12, b"{nope");
+        let garbage = Change::decode(ConfChangeType::ConfChangeAddNode, 0x12, b"{nope");
         assert!(
             matches!(
                 garbage,
@@ -333,27 +301,12 @@ mod tests {
             ),
             "{garbage:?}"
         );
-        let other = Change::decode(ConfChangeKind::UpdateNode, 0x12, br#"{"id":19}"#);
+        let other = Change::decode(ConfChangeType::ConfChangeUpdateNode, 0x12, br#"{"id":19}"#);
         assert_eq!(
             other.unwrap_err().to_string(),
             "membership: bad conf change context for member 12: it names member 13"
         );
-        let remove = Change::decode(ConfChangeKind::RemoveNode, 0x12, b"junk").unwrap();
+        let remove = Change::decode(ConfChangeType::ConfChangeRemoveNode, 0x12, b"junk").unwrap();
         assert_eq!(remove, Change::remove(0x12));
-    }
-
-    #[test]
-    fn kinds_use_etcds_numbers() {
-        // Proves the kind numbering is etcd's raftpb.ConfChangeType, not raft-rs's.
-        for kind in [
-            ConfChangeKind::AddNode,
-            ConfChangeKind::RemoveNode,
-            ConfChangeKind::UpdateNode,
-            ConfChangeKind::AddLearnerNode,
-        ] {
-            assert_eq!(ConfChangeKind::from_etcd_type(kind.etcd_type()), Some(kind));
-        }
-        assert_eq!(ConfChangeKind::AddLearnerNode.etcd_type(), 3);
-        assert_eq!(ConfChangeKind::from_etcd_type(4), None);
     }
 }

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Attributes, Change, ConfChangeKind, Member, MembershipError};
+use super::{Attributes, Change, ConfChangeType, Member, MembershipError};
 
 /// How many learners a cluster may have (etcd's `maxLearners`).
 pub const MAX_LEARNERS: usize = 1;
@@ -142,7 +142,7 @@ impl Cluster {
             return Err(MembershipError::IdRemoved);
         }
         match change.kind {
-            ConfChangeKind::AddNode | ConfChangeKind::AddLearnerNode => {
+            ConfChangeType::ConfChangeAddNode | ConfChangeType::ConfChangeAddLearnerNode => {
                 let context = self.context_of(change)?;
                 if context.is_promote {
                     let member = self.member(id).ok_or(MembershipError::IdNotFound)?;
@@ -160,7 +160,7 @@ impl Cluster {
                 }
                 Ok(())
             }
-            ConfChangeKind::RemoveNode => {
+            ConfChangeType::ConfChangeRemoveNode => {
                 if !self.members.contains_key(&id) {
                     return Err(MembershipError::IdNotFound);
                 }
@@ -169,7 +169,7 @@ impl Cluster {
                 }
                 Ok(())
             }
-            ConfChangeKind::UpdateNode => {
+            ConfChangeType::ConfChangeUpdateNode => {
                 if !self.members.contains_key(&id) {
                     return Err(MembershipError::IdNotFound);
                 }
@@ -199,23 +199,25 @@ impl Cluster {
                 .unwrap_or_else(|| panic!("apply of an unvalidated change: no member {id:x}"))
         };
         match change.kind {
-            ConfChangeKind::AddNode | ConfChangeKind::AddLearnerNode if context().is_promote => {
+            ConfChangeType::ConfChangeAddNode | ConfChangeType::ConfChangeAddLearnerNode
+                if context().is_promote =>
+            {
                 let mut member = known(&mut self.members);
                 member.is_learner = false;
                 self.members.insert(id, member.clone());
                 Applied::Promoted(member)
             }
-            ConfChangeKind::AddNode | ConfChangeKind::AddLearnerNode => {
+            ConfChangeType::ConfChangeAddNode | ConfChangeType::ConfChangeAddLearnerNode => {
                 let member = context().member.clone();
                 self.members.insert(id, member.clone());
                 Applied::Added(member)
             }
-            ConfChangeKind::RemoveNode => {
+            ConfChangeType::ConfChangeRemoveNode => {
                 let member = known(&mut self.members);
                 self.removed.insert(id);
                 Applied::Removed(member)
             }
-            ConfChangeKind::UpdateNode => {
+            ConfChangeType::ConfChangeUpdateNode => {
                 let mut member = known(&mut self.members);
                 // All raft attributes are replaced: the 3.4.23 quirk (module doc).
                 member.peer_urls = context().member.peer_urls.clone();

@@ -183,7 +183,7 @@ fn b2_table_in_order() {
 fn the_context_decides_learner_status_as_in_etcd() {
     // Proves an AddNode whose context says isLearner is counted as a learner add, as etcd does.
     let mut change = add(0x99, "http://x:1", true);
-    change.kind = ConfChangeKind::AddNode;
+    change.kind = ConfChangeType::ConfChangeAddNode;
     assert_eq!(
         captured(true).validate(&change),
         Err(MembershipError::TooManyLearners)
@@ -332,7 +332,7 @@ fn bootstrap_adds_keep_the_name() {
     let mut cluster = Cluster::default();
     let n1 = Member::new("n1", &[N1_PEER.to_string()], "tok6");
     let change = Change::decode(
-        ConfChangeKind::AddNode,
+        ConfChangeType::ConfChangeAddNode,
         N1,
         br#"{"id":11327898369037942443,"peerURLs":["http://127.0.0.1:41913"],"name":"n1"}"#,
     )

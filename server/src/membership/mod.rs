@@ -41,7 +41,7 @@ pub mod cluster;
 pub mod error;
 pub mod strict;
 
-pub use change::{Change, ConfChangeContext, ConfChangeKind};
+pub use change::{Change, ConfChangeContext, ConfChangeType};
 pub use cluster::{Applied, AttributesUpdate, Cluster, MAX_LEARNERS};
 pub use error::MembershipError;
 

@@ -389,6 +389,14 @@ mod tests {
     #[test]
     fn conf_changes_use_etcds_bytes_and_type_numbers() {
         // Proves ConfChange is encoded as etcd's gogoproto does and etcd's types map onto raft-rs's.
+        let numbers = [
+            ConfChangeType::ConfChangeAddNode,
+            ConfChangeType::ConfChangeRemoveNode,
+            ConfChangeType::ConfChangeUpdateNode,
+            ConfChangeType::ConfChangeAddLearnerNode,
+        ]
+        .map(|t| t as i32);
+        assert_eq!(numbers, [0, 1, 2, 3]);
         let cc = ConfChange {
             id: 0,
             change_type: ConfChangeType::ConfChangeAddNode as i32,
