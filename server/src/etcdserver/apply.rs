@@ -54,9 +54,6 @@ pub(super) struct Applier {
     /// The store's consistent index, cached (only this applier raises it).
     consistent_index: u64,
     pub(super) reads: ReadTracker,
-    /// Where raft's messages go: the peer transport (`None`: a member that has no peer
-    /// listener, whose messages are dropped).
-    pub(super) transport: Option<crate::raft::transport::Transport>,
     /// Raft's voters, refused conf changes, whether this member was removed.
     pub(super) raft_membership: RaftMembership,
 }
@@ -64,17 +61,12 @@ pub(super) struct Applier {
 impl Applier {
     /// An applier over `shared`, whose raft configuration starts with `voters` (those of the
     /// snapshot raft starts from).
-    pub(super) fn new(
-        shared: Arc<Shared>,
-        transport: Option<crate::raft::transport::Transport>,
-        voters: &[u64],
-    ) -> Result<Applier, ServerError> {
+    pub(super) fn new(shared: Arc<Shared>, voters: &[u64]) -> Result<Applier, ServerError> {
         let consistent_index = shared.store.consistent_index()?;
         Ok(Applier {
             shared,
             consistent_index,
             reads: ReadTracker::default(),
-            transport,
             raft_membership: RaftMembership::new(voters),
         })
     }
@@ -383,9 +375,7 @@ fn is_fatal(e: &MvccError) -> bool {
 
 impl ReadyHandler for Applier {
     fn send(&mut self, messages: Vec<raft::eraftpb::Message>) {
-        let Some(transport) = &self.transport else {
-            return;
-        };
+        let transport = &self.shared.transport;
         let is_snapshot = |m: &raft::eraftpb::Message| {
             m.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot
         };

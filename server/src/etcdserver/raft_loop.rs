@@ -102,11 +102,12 @@ impl RaftLoop {
     ) -> RaftLoop {
         let last_snapshot_index = node.applied_index();
         let mut peers = BTreeMap::new();
-        if let Some(transport) = &applier.transport {
-            for remote in remotes {
-                transport.add_peer(remote.id, &remote.peer_urls);
-                peers.insert(remote.id, remote.peer_urls.clone());
-            }
+        for remote in remotes {
+            applier
+                .shared
+                .transport
+                .add_peer(remote.id, &remote.peer_urls);
+            peers.insert(remote.id, remote.peer_urls.clone());
         }
         RaftLoop {
             node,
@@ -144,9 +145,7 @@ impl RaftLoop {
         for waiter in self.pending_reads.drain(..) {
             let _ = waiter.send(Err(ServerError::Stopped));
         }
-        if let Some(transport) = &self.applier.transport {
-            transport.stop();
-        }
+        self.shared().transport.stop();
         let outcome = result?;
         self.applier.shared.store.force_commit()?;
         self.node.close()?;
@@ -185,11 +184,7 @@ impl RaftLoop {
             }
             if let Some((since, target)) = self.handoff_since {
                 let handed_off = !self.node.is_leader();
-                let target_gone = self
-                    .applier
-                    .transport
-                    .as_ref()
-                    .is_none_or(|t| t.active_since(target).is_none());
+                let target_gone = self.shared().transport.active_since(target).is_none();
                 if handed_off || target_gone || since.elapsed() >= self.shared().election_timeout {
                     tracing::info!(handed_off, "stopping after the leadership handoff");
                     stop = true;
@@ -229,9 +224,7 @@ impl RaftLoop {
         if !self.node.is_leader() {
             return false;
         }
-        let Some(transport) = &self.applier.transport else {
-            return false;
-        };
+        let transport = &self.applier.shared.transport;
         let me = self.node.id();
         let target = self
             .node
@@ -261,9 +254,7 @@ impl RaftLoop {
         let Some(until) = self.tick_advance_until else {
             return 0;
         };
-        let Some(transport) = &self.applier.transport else {
-            return 0;
-        };
+        let transport = &self.applier.shared.transport;
         let active = self
             .peers
             .keys()
@@ -343,9 +334,7 @@ impl RaftLoop {
         if from == me || self.peers.contains_key(&from) || urls.is_empty() {
             return;
         }
-        let Some(transport) = self.applier.transport.clone() else {
-            return;
-        };
+        let transport = self.shared().transport.clone();
         let cluster = self.shared().members.cluster();
         if cluster.members.contains_key(&me) || cluster.removed.contains(&from) {
             return;
@@ -407,9 +396,7 @@ impl RaftLoop {
             return;
         }
         self.members_seen = Some(generation);
-        let Some(transport) = self.applier.transport.clone() else {
-            return;
-        };
+        let transport = self.shared().transport.clone();
         let me = self.node.id();
         let cluster = self.shared().members.cluster();
         let cluster_has_me = cluster.members.contains_key(&me);

@@ -127,8 +127,8 @@ impl EtcdServer {
 
     /// How long this member's transport has been connected to peer `id` (`None`: it is not).
     fn active_for(&self, id: u64) -> Option<Duration> {
-        let transport = self.shared.transport.get()?;
-        transport.active_since(id).map(|since| since.elapsed())
+        let since = self.shared.transport.active_since(id)?;
+        Some(since.elapsed())
     }
 
     /// Proposes `change` and waits for its apply (etcd's `configure`).

@@ -325,8 +325,9 @@ pub(super) struct Shared {
     pub(super) election_timeout: Duration,
     /// `--strict-reconfig-check`.
     pub(super) strict_reconfig_check: bool,
-    /// The peer transport (for how long peers have been connected); set once it runs.
-    pub(super) transport: std::sync::OnceLock<crate::raft::transport::Transport>,
+    /// The peer transport: where raft's messages go, and for how long peers have been
+    /// connected.
+    pub(super) transport: crate::raft::transport::Transport,
 }
 
 /// A cheap, cloneable handle on the running member.
@@ -492,7 +493,7 @@ impl EtcdServer {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         let voters: Vec<u64> = shared.members.voter_ids().into_iter().collect();
-        let connected_since = |id: u64| shared.transport.get()?.active_since(id);
+        let connected_since = |id: u64| shared.transport.active_since(id);
         super::timeout::classify(&super::timeout::TimeoutFacts {
             start,
             leader_elected_at,

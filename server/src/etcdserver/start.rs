@@ -89,6 +89,27 @@ pub fn start(cfg: &Config) -> Result<Started, ServerError> {
     drop(read);
     let hub = crate::mvcc::watch::EventHub::new(store.rev()?);
     let (to_loop, requests) = mpsc::channel();
+    let transport = Transport::start(
+        TransportConfig {
+            member_id,
+            cluster_id,
+            advertised_urls: cfg
+                .initial_advertise_peer_urls
+                .iter()
+                .map(|u| u.to_string())
+                .collect(),
+            snap_dir,
+        },
+        peer_listeners,
+        Arc::new({
+            let to_loop = to_loop.clone();
+            move |event| {
+                // The loop has stopped when this fails; the transport is stopping too.
+                let _ = to_loop.send(LoopRequest::Peer(event));
+            }
+        }),
+    )
+    .map_err(|e| ServerError::Internal(format!("cannot start the peer transport: {e}")))?;
     let shared = Arc::new(Shared {
         store,
         member_id,
@@ -97,7 +118,7 @@ pub fn start(cfg: &Config) -> Result<Started, ServerError> {
         alarms: Alarms::load(alarms),
         status: RaftStatus::default(),
         waiters: Waiters::default(),
-        to_loop: Mutex::new(Some(to_loop.clone())),
+        to_loop: Mutex::new(Some(to_loop)),
         ids: IdGenerator::new(member_id),
         limits: Limits {
             max_request_bytes: cfg.max_request_bytes,
@@ -112,30 +133,12 @@ pub fn start(cfg: &Config) -> Result<Started, ServerError> {
             cfg.election_ticks() * cfg.heartbeat_interval_ms,
         ),
         strict_reconfig_check: cfg.strict_reconfig_check,
-        transport: std::sync::OnceLock::new(),
+        transport,
     });
-    let transport = Transport::start(
-        TransportConfig {
-            member_id,
-            cluster_id,
-            advertised_urls: cfg
-                .initial_advertise_peer_urls
-                .iter()
-                .map(|u| u.to_string())
-                .collect(),
-            snap_dir,
-        },
-        peer_listeners,
-        Arc::new(move |event| {
-            // The loop has stopped when this fails; the transport is stopping too.
-            let _ = to_loop.send(LoopRequest::Peer(event));
-        }),
-    )
-    .map_err(|e| ServerError::Internal(format!("cannot start the peer transport: {e}")))?;
-    transport.set_rpc_handler(super::reconfig::rpc_handler(Arc::downgrade(&shared)));
-    let _ = shared.transport.set(transport.clone());
+    let rpc_handler = super::reconfig::rpc_handler(Arc::downgrade(&shared));
+    shared.transport.set_rpc_handler(rpc_handler);
     let voters = node.conf_state().voters;
-    let applier = Applier::new(Arc::clone(&shared), Some(transport), &voters)?;
+    let applier = Applier::new(Arc::clone(&shared), &voters)?;
     let raft_loop = RaftLoop::new(
         node,
         applier,
