@@ -36,36 +36,35 @@ use crate::membership::{Cluster, Member};
 /// membership from it and replays the conf changes after it, so each one gets the verdict it
 /// got the first time (see `apply`).
 fn snapshot_data(cluster: &Cluster) -> Vec<u8> {
-    let members: Vec<serde_json::Value> = cluster
-        .members
-        .values()
-        .map(|m| serde_json::from_slice(&m.to_json()).unwrap_or_default())
-        .collect();
-    let removed: Vec<u64> = cluster.removed.iter().copied().collect();
-    serde_json::to_vec(&serde_json::json!({ "oxcd": { "members": members, "removed": removed } }))
-        .unwrap_or_default()
+    let data = SnapshotData {
+        oxcd: SnapshotMembership {
+            members: cluster.members.values().cloned().collect(),
+            removed: cluster.removed.iter().copied().collect(),
+        },
+    };
+    serde_json::to_vec(&data).expect("a membership always serialises")
+}
+
+/// The JSON a snapshot's data holds (see [`snapshot_data`]).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SnapshotData {
+    oxcd: SnapshotMembership,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SnapshotMembership {
+    members: Vec<Member>,
+    /// Absent in snap files written before removals were recorded: nothing was removed.
+    #[serde(default)]
+    removed: Vec<u64>,
 }
 
 /// The membership a snapshot's data records (see [`snapshot_data`]); `None` if the data is not
-/// oxcd's (an etcd snap file holds a v2 store). Snap files written before removals were
-/// recorded have no `removed` list: nothing was removed.
+/// oxcd's (an etcd snap file holds a v2 store).
 fn membership_from_snapshot_data(cluster_id: u64, data: &[u8]) -> Option<Cluster> {
-    let value: serde_json::Value = serde_json::from_slice(data).ok()?;
-    let oxcd = value.get("oxcd")?;
-    let members = oxcd
-        .get("members")?
-        .as_array()?
-        .iter()
-        .map(|m| Member::from_json(m.to_string().as_bytes()))
-        .collect::<Option<Vec<Member>>>()?;
-    let mut cluster = Cluster::new(cluster_id, members);
-    if let Some(removed) = oxcd.get("removed") {
-        cluster.removed = removed
-            .as_array()?
-            .iter()
-            .map(|id| id.as_u64())
-            .collect::<Option<_>>()?;
-    }
+    let data: SnapshotData = serde_json::from_slice(data).ok()?;
+    let mut cluster = Cluster::new(cluster_id, data.oxcd.members);
+    cluster.removed = data.oxcd.removed.into_iter().collect();
     Some(cluster)
 }
 
