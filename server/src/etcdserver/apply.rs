@@ -39,10 +39,21 @@ use oxcd_wal::pb;
 /// Read index requests waiting on raft (see `raft_loop`).
 #[derive(Default)]
 pub(super) struct ReadTracker {
-    /// The context of the read index request in flight and its waiters.
-    pub(super) in_flight: Option<(Vec<u8>, Vec<ReadWaiter>)>,
+    /// The read index request in flight.
+    pub(super) in_flight: Option<InFlightRead>,
     /// Reads whose read index is known, waiting for the applied index to reach it.
     pub(super) confirmed: Vec<(u64, Vec<ReadWaiter>)>,
+}
+
+/// One read index request sent to raft and not answered yet.
+pub(super) struct InFlightRead {
+    /// Its request context (the raft loop's read sequence number).
+    pub(super) ctx: Vec<u8>,
+    pub(super) waiters: Vec<ReadWaiter>,
+    /// When it was first sent (it is given up after the request timeout) and last sent (it
+    /// is sent again every `READ_INDEX_RETRY`).
+    pub(super) first_sent: std::time::Instant,
+    pub(super) last_sent: std::time::Instant,
 }
 
 /// Who waits for a linearizable read to be allowed: gets the read index.
@@ -413,10 +424,10 @@ impl ReadyHandler for Applier {
                 .reads
                 .in_flight
                 .as_ref()
-                .is_some_and(|(ctx, _)| *ctx == state.request_ctx);
+                .is_some_and(|read| read.ctx == state.request_ctx);
             if matches {
-                if let Some((_, waiters)) = self.reads.in_flight.take() {
-                    self.reads.confirmed.push((state.index, waiters));
+                if let Some(read) = self.reads.in_flight.take() {
+                    self.reads.confirmed.push((state.index, read.waiters));
                 }
             }
         }

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::apply::{Applier, ReadWaiter};
+use super::apply::{Applier, InFlightRead, ReadWaiter};
 use super::error::ServerError;
 use super::server::{LoopRequest, Shared};
 use crate::raft::transport::PeerEvent;
@@ -69,8 +69,6 @@ pub(super) struct RaftLoop {
     pub(super) last_snapshot_index: u64,
     pending_reads: Vec<ReadWaiter>,
     read_seq: u64,
-    /// When the read index request in flight was first sent, and last sent.
-    read_sent_at: Option<(Instant, Instant)>,
     /// The peers the transport knows, by ID, with their URLs.
     peers: BTreeMap<u64, Vec<String>>,
     /// The membership generation `peers` reflects.
@@ -117,7 +115,6 @@ impl RaftLoop {
             last_snapshot_index,
             pending_reads: Vec::new(),
             read_seq: 0,
-            read_sent_at: None,
             peers,
             members_seen: None,
             moving_leader: Vec::new(),
@@ -453,25 +450,20 @@ impl RaftLoop {
     }
 
     fn send_read_index(&mut self) {
-        if self.applier.reads.in_flight.is_none() {
-            // Answered (or never sent).
-            self.read_sent_at = None;
-        }
-        if let Some((first, last)) = self.read_sent_at {
-            if first.elapsed() > self.shared().limits.request_timeout {
-                // No answer within the request timeout: its waiters have given up; free the
-                // slot for the reads queued since.
-                self.applier.reads.in_flight = None;
-                self.read_sent_at = None;
-            } else if let Some((ctx, _)) = &self.applier.reads.in_flight {
-                if last.elapsed() >= READ_INDEX_RETRY {
-                    self.node.read_index(ctx.clone());
-                    self.read_sent_at = Some((first, Instant::now()));
+        let timeout = self.shared().limits.request_timeout;
+        if let Some(read) = &mut self.applier.reads.in_flight {
+            if read.first_sent.elapsed() <= timeout {
+                if read.last_sent.elapsed() >= READ_INDEX_RETRY {
+                    self.node.read_index(read.ctx.clone());
+                    read.last_sent = Instant::now();
                 }
                 return;
             }
+            // No answer within the request timeout: its waiters have given up; free the slot
+            // for the reads queued since.
+            self.applier.reads.in_flight = None;
         }
-        if self.pending_reads.is_empty() || self.applier.reads.in_flight.is_some() {
+        if self.pending_reads.is_empty() {
             return;
         }
         if !self.node.is_leader() && self.node.leader_id() == 0 {
@@ -483,9 +475,13 @@ impl RaftLoop {
         self.read_seq += 1;
         let ctx = self.read_seq.to_be_bytes().to_vec();
         self.node.read_index(ctx.clone());
-        self.applier.reads.in_flight = Some((ctx, std::mem::take(&mut self.pending_reads)));
         let now = Instant::now();
-        self.read_sent_at = Some((now, now));
+        self.applier.reads.in_flight = Some(InFlightRead {
+            ctx,
+            waiters: std::mem::take(&mut self.pending_reads),
+            first_sent: now,
+            last_sent: now,
+        });
     }
 
     fn release_reads(&mut self) {

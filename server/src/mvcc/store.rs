@@ -168,15 +168,7 @@ impl Store {
     /// the tree index from the `key` bucket, and resumes a compaction that was scheduled but
     /// not finished, as etcd does.
     pub fn open_with(backend: Backend, cfg: StoreConfig) -> Result<Store, MvccError> {
-        {
-            let mut tx = backend.batch_tx()?;
-            for bucket in schema::ALL_BUCKETS {
-                tx.create_bucket(bucket)?;
-            }
-            tx.release()?;
-        }
-        backend.force_commit()?;
-        let restored = restore::restore(&backend)?;
+        let restored = create_buckets_and_restore(&backend)?;
         let inner = Arc::new(Inner {
             backend,
             cfg,
@@ -190,12 +182,17 @@ impl Store {
             compactor: Mutex::new(compactor),
             key_leases: restored.key_leases,
         };
-        if let Some(rev) = restored.scheduled_compact_rev {
+        store.resume_compaction(restored.scheduled_compact_rev);
+        Ok(store)
+    }
+
+    /// Resumes the compaction a stop interrupted (its revision was scheduled, not finished).
+    fn resume_compaction(&self, scheduled: Option<i64>) {
+        if let Some(rev) = scheduled {
             // etcd ignores a failure to resume here; so does this (it can only be a revision
             // that is no longer valid, and the next compaction supersedes it).
-            let _ = store.compact(rev);
+            let _ = self.compact(rev);
         }
-        Ok(store)
     }
 
     /// A read view at the current revision. Cheap; it keeps a backend snapshot alive while it
@@ -298,22 +295,13 @@ impl Store {
         let writer = self.inner.lock_writer()?;
         let backend = &self.inner.backend;
         backend.replace_with(src)?;
-        let mut tx = backend.batch_tx()?;
-        for bucket in schema::ALL_BUCKETS {
-            tx.create_bucket(bucket)?;
-        }
-        tx.release()?;
-        backend.force_commit()?;
-        let restored = restore::restore(backend)?;
+        let restored = create_buckets_and_restore(backend)?;
         *self.inner.index_write()? = restored.index;
         *self.inner.state_write()? = restored.state;
         drop(writer);
         *compactor = Compactor::start(Arc::clone(&self.inner))?;
         drop(compactor);
-        if let Some(rev) = restored.scheduled_compact_rev {
-            // As at open: only a revision no longer valid can fail here.
-            let _ = self.compact(rev);
-        }
+        self.resume_compaction(restored.scheduled_compact_rev);
         Ok(restored.key_leases)
     }
 
@@ -383,4 +371,16 @@ impl Drop for Store {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// Creates any missing bucket (a new db, or an etcd db without oxcd's), commits, and rebuilds
+/// the index and state from the backend.
+fn create_buckets_and_restore(backend: &Backend) -> Result<restore::Restored, MvccError> {
+    let mut tx = backend.batch_tx()?;
+    for bucket in schema::ALL_BUCKETS {
+        tx.create_bucket(bucket)?;
+    }
+    tx.release()?;
+    backend.force_commit()?;
+    restore::restore(backend)
 }
