@@ -325,15 +325,12 @@ impl RaftLoop {
     /// log reached its own addition) knows no peers but the remotes it fetched at the join,
     /// and none at all after a restart: it answers whoever connects to it (the leader), at
     /// the URLs the sender advertised. Once its log lists it, the log alone decides its peers
-    /// (`sync_peers`).
+    /// (`sync_peers`). See [`should_learn`] for what is refused.
     fn learn_sender(&mut self, from: u64, urls: Vec<String>) {
         let me = self.node.id();
-        if from == me || self.peers.contains_key(&from) || urls.is_empty() {
-            return;
-        }
-        let transport = self.shared().transport.clone();
+        let known = self.peers.get(&from).map(Vec::as_slice);
         let cluster = self.shared().members.cluster();
-        if cluster.members.contains_key(&me) || cluster.removed.contains(&from) {
+        if !should_learn(me, from, &urls, known, self.peers.len(), &cluster) {
             return;
         }
         tracing::info!(
@@ -341,7 +338,7 @@ impl RaftLoop {
             urls = %urls.join(","),
             "answering a peer this member's log does not list yet"
         );
-        transport.add_peer(from, &urls);
+        self.shared().transport.add_peer(from, &urls);
         self.peers.insert(from, urls);
     }
 
@@ -526,5 +523,71 @@ impl RaftLoop {
             tracing::info!(path = %path.display(), "purged file");
         }
         Ok(())
+    }
+}
+
+/// The most peers a member whose log does not list it yet will answer (its join remotes
+/// included): more than any cluster etcd recommends, few enough that hellos with made-up IDs
+/// cannot make it start writer threads without end.
+const MAX_PEERS_BEFORE_LISTED: usize = 32;
+
+/// Whether member `me`, whose membership is `cluster`, should answer `from` at `urls` (from its
+/// hello; `known`: the URLs it answers `from` at already, `peers`: how many peers it answers).
+/// Only while `cluster` does not list `me` (nor has removed it), never a removed sender or ID
+/// 0, and a new sender only below [`MAX_PEERS_BEFORE_LISTED`]; a known one that advertises
+/// other URLs is followed (the first hello need not be the last word).
+fn should_learn(
+    me: u64,
+    from: u64,
+    urls: &[String],
+    known: Option<&[String]>,
+    peers: usize,
+    cluster: &crate::membership::Cluster,
+) -> bool {
+    if from == 0 || from == me || urls.is_empty() || known == Some(urls) {
+        return false;
+    }
+    if cluster.members.contains_key(&me)
+        || cluster.removed.contains(&me)
+        || cluster.removed.contains(&from)
+    {
+        return false;
+    }
+    known.is_some() || peers < MAX_PEERS_BEFORE_LISTED
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::membership::{Cluster, Member};
+
+    #[test]
+    fn only_an_unlisted_member_learns_senders_and_within_bounds() {
+        // Proves a member learns a sender only while its log does not list it, never ID 0,
+        // itself or a removed ID, follows a known sender's new URLs, and stops adding new
+        // senders at the cap.
+        let urls = vec!["http://127.0.0.1:2380".to_string()];
+        let moved = vec!["http://127.0.0.1:2381".to_string()];
+        let empty = Cluster::new(9, []);
+        assert!(should_learn(1, 2, &urls, None, 0, &empty));
+        assert!(!should_learn(1, 0, &urls, None, 0, &empty));
+        assert!(!should_learn(1, 1, &urls, None, 0, &empty));
+        assert!(!should_learn(1, 2, &[], None, 0, &empty));
+        assert!(!should_learn(1, 2, &urls, Some(&urls), 1, &empty));
+        assert!(should_learn(1, 2, &moved, Some(&urls), 1, &empty));
+        let cap = MAX_PEERS_BEFORE_LISTED;
+        assert!(!should_learn(1, 2, &urls, None, cap, &empty));
+        assert!(should_learn(1, 2, &moved, Some(&urls), cap, &empty));
+
+        let mut removed = Cluster::new(9, []);
+        removed.removed.insert(2);
+        assert!(!should_learn(1, 2, &urls, None, 0, &removed));
+        removed.removed.insert(1);
+        assert!(!should_learn(1, 3, &urls, None, 0, &removed));
+
+        let mut me = Member::new("me", &urls, "t");
+        me.id = 1;
+        let listed = Cluster::new(9, [me]);
+        assert!(!should_learn(1, 2, &moved, None, 0, &listed));
     }
 }

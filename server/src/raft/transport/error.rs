@@ -22,7 +22,7 @@ pub enum TransportError {
     FrameLength { len: u64, max: usize },
     /// A frame head's CRC-32C does not match its length and type.
     #[error(
-        "protocol error: frame head checksum mismatch (stored {stored:08x}, computed {computed:08x})"
+        "protocol error: frame head checksum mismatch (stored {stored:08x}, got {computed:08x})"
     )]
     FrameHeadChecksum { stored: u32, computed: u32 },
     /// A frame's CRC-32C does not match its type and payload.

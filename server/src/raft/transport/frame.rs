@@ -1,6 +1,7 @@
 //! Frames and the payloads that travel in them: reading and writing one frame (length, type,
-//! payload, CRC-32C), the batch encoding of raft messages, and the snapshot header and result
-//! payloads. Offsets and limits come from [`super::layout`]; FORMAT.md has the tables.
+//! head CRC-32C, payload, CRC-32C), the batch encoding of raft messages, and the snapshot
+//! header and result payloads. Offsets and limits come from [`super::layout`]; FORMAT.md has
+//! the tables.
 //!
 //! Pure codecs over `Read`/`Write`: no sockets, threads or timeouts here. Every length read
 //! from the wire is checked against what remains and against the limits before it is used, so

@@ -106,7 +106,7 @@ pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_millis(1500);
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// The slowest a Messages frame's payload may arrive once its head is read: a frame must end
-/// within `READ_TIMEOUT + len / FRAME_MIN_BYTES_PER_SEC` (64 MiB: about 2 min 15 s).
+/// within `READ_TIMEOUT + len / FRAME_MIN_BYTES_PER_SEC` (64 MiB: 2 min 13 s).
 pub const FRAME_MIN_BYTES_PER_SEC: u64 = 512 << 10;
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const SNAP_RESULT_TIMEOUT: Duration = Duration::from_secs(30);

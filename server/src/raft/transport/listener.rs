@@ -9,8 +9,9 @@
 //! deadline set by its length ([`FRAME_MIN_BYTES_PER_SEC`]), and closes on any error; closing is
 //! how a protocol error is answered. The deadline matters when bytes are lost in the middle of
 //! a frame (a broken middlebox, or the test proxy): the reader would otherwise take the
-//! following heartbeats as the rest of the payload and wait for minutes before the CRC fails. A new Messages connection from a peer closes that peer's
-//! older inbound ones, so a half-dead connection does not linger after a reconnect.
+//! following heartbeats as the rest of the payload and wait for minutes before the CRC fails.
+//! A new Messages connection from a peer closes that peer's older inbound ones, so a half-dead
+//! connection does not linger after a reconnect.
 //!
 //! Messages whose `from` is marked removed, or whose `to` is not this member, are dropped.
 
@@ -204,9 +205,8 @@ fn read_messages(inner: &Inner, hello: &Hello, stream: &TcpStream, addr: SocketA
 fn describe_io_end(e: &std::io::Error) -> String {
     match e.kind() {
         ErrorKind::UnexpectedEof => "closed by the peer".into(),
-        ErrorKind::WouldBlock | ErrorKind::TimedOut => {
-            format!("nothing received for {} s", READ_TIMEOUT.as_secs())
-        }
+        // A socket read timeout (SO_RCVTIMEO) ends as EAGAIN.
+        ErrorKind::WouldBlock => format!("nothing received for {} s", READ_TIMEOUT.as_secs()),
         _ => e.to_string(),
     }
 }
@@ -285,21 +285,32 @@ impl<'a> FrameReader<'a> {
 }
 
 impl Read for FrameReader<'_> {
+    /// A missed frame deadline is `TimedOut` with its own text; a plain idle read timeout
+    /// stays `WouldBlock` (see `describe_io_end`).
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if let Some(deadline) = self.body_deadline {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(std::io::Error::new(
-                    ErrorKind::TimedOut,
-                    "a frame's payload did not arrive in time",
-                ));
-            }
-            if left < READ_TIMEOUT {
-                self.stream.set_read_timeout(Some(left))?;
-                self.shortened = true;
-            }
+        let Some(deadline) = self.body_deadline else {
+            return (&*self.stream).read(buf);
+        };
+        let missed = || {
+            std::io::Error::new(
+                ErrorKind::TimedOut,
+                "a frame's payload did not arrive within its deadline",
+            )
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(missed());
         }
-        (&*self.stream).read(buf)
+        if left < READ_TIMEOUT {
+            self.stream.set_read_timeout(Some(left))?;
+            self.shortened = true;
+        }
+        match (&*self.stream).read(buf) {
+            Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() >= deadline => {
+                Err(missed())
+            }
+            other => other,
+        }
     }
 }
 
@@ -339,10 +350,8 @@ mod tests {
         reader.body_deadline = Some(started + Duration::from_millis(300));
         let mut payload = vec![0u8; 1 << 20];
         let err = reader.read_exact(&mut payload).expect_err("deadline");
-        assert!(
-            matches!(err.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock),
-            "{err}"
-        );
+        assert_eq!(err.kind(), ErrorKind::TimedOut, "{err}");
+        assert!(describe_io_end(&err).contains("deadline"), "{err}");
         assert!(started.elapsed() < READ_TIMEOUT, "{:?}", started.elapsed());
         reader.clear_body_deadline().unwrap();
         assert_eq!(receiver.read_timeout().unwrap(), Some(READ_TIMEOUT));
