@@ -1,8 +1,9 @@
 //! Membership changes on a running 3-member cluster, driven through etcdctl 3.4.23 and checked
 //! against what etcd 3.4.23 does: replacing a member (remove, wipe, add under a new ID, rejoin
 //! with `--initial-cluster-state existing`), a removed member that can never come back, adding a
-//! learner and promoting it, and updating a member's peer URLs. One oxcd-only scenario: a
-//! joining member SIGKILLed before it received any entry catches up after its restart.
+//! learner and promoting it, updating a member's peer URLs, and a member that lost its data dir
+//! refusing to start again as new. One oxcd-only scenario: a joining member SIGKILLed before it
+//! received any entry catches up after its restart.
 //!
 //! Each scenario is a private function run on a fresh cluster of any [`Flavor`]: its `#[test]`
 //! runs it on oxcd, and an `#[ignore]`d twin runs the very same function on real etcd, to prove
@@ -522,6 +523,43 @@ fn membership_survives_a_restart_of_every_member_on_oxcd() -> Result<()> {
     // Proves conf changes (accepted and refused) replayed after a SIGKILL of every member get the same verdicts: same member list, the learner still replicated to, equal HashKV.
     let args = ["--strict-reconfig-check=false", "--snapshot-count=10"];
     run_on(oxcd_flavor(), &args, membership_survives_restart)
+}
+
+/// A member whose data dir was lost, started again as a *new* member of the cluster it was
+/// part of, refuses to start: its peers list it as started, so it would fork the cluster.
+fn lost_data_dir_restarted_as_new(cluster: &mut Cluster) -> Result<()> {
+    let (_, target, _) = leader_and_followers(cluster)?;
+    let id = cluster.member_id(target)?;
+    cluster.stop(target)?;
+    cluster.wipe(target)?;
+    let log_from = cluster.log(target).len();
+    cluster.spawn_member(target)?;
+    let what = format!("{} to refuse to start", cluster.name(target));
+    let status = poll_until(WAIT, &what, || cluster.exit_status(target))?;
+    ensure!(
+        !status.success(),
+        "it exited with {status}, wanted a failure"
+    );
+    let wanted = format!("member {id:x} has already been bootstrapped");
+    let log = cluster.log(target);
+    ensure!(
+        log.get(log_from..).is_some_and(|l| l.contains(&wanted)),
+        "it did not log {wanted:?}"
+    );
+    cluster.stop(target)
+}
+
+#[test]
+fn lost_data_dir_restarted_as_new_on_oxcd() -> Result<()> {
+    // Proves a member restarted as new after losing its data dir refuses to start, as etcd.
+    run_on(oxcd_flavor(), &[], lost_data_dir_restarted_as_new)
+}
+
+#[test]
+#[ignore = "proves the scenario on real etcd; run with --ignored"]
+fn lost_data_dir_restarted_as_new_on_etcd() -> Result<()> {
+    // Proves the lost-data-dir scenario holds on real etcd 3.4.23.
+    run_on(Flavor::Etcd, &[], lost_data_dir_restarted_as_new)
 }
 
 /// A new member that is SIGKILLed after joining but before the leader reached it (its inbound

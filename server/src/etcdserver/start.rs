@@ -28,7 +28,7 @@ use crate::config::{BindAddr, Config};
 use crate::lease::{min_lease_ttl, Lessor};
 use crate::mvcc::Store;
 use crate::pb::etcdserverpb::AlarmMember;
-use crate::raft::transport::{Transport, TransportConfig};
+use crate::raft::transport::{EarlyCloser, Transport, TransportConfig};
 use crate::raft::{wal_exists, NodeConfig};
 use crate::schema;
 
@@ -43,6 +43,10 @@ pub struct Started {
 /// Starts the member `cfg` describes. See the module doc.
 pub fn start(cfg: &Config) -> Result<Started, ServerError> {
     let peer_listeners = bind_peer_listeners(cfg)?;
+    // Until the transport runs, peers' connections are closed at once rather than left to
+    // time out in the backlog (see `EarlyCloser`); dropped on any early return.
+    let early = EarlyCloser::start(&peer_listeners)
+        .map_err(|e| ServerError::Internal(format!("cannot watch the peer listeners: {e}")))?;
     let wal_dir = cfg.wal_dir();
     let snap_dir = cfg.snap_dir();
     std::fs::create_dir_all(&snap_dir)
@@ -89,6 +93,7 @@ pub fn start(cfg: &Config) -> Result<Started, ServerError> {
     drop(read);
     let hub = crate::mvcc::watch::EventHub::new(store.rev()?);
     let (to_loop, requests) = mpsc::channel();
+    early.stop();
     let transport = Transport::start(
         TransportConfig {
             member_id,

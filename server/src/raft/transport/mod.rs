@@ -7,6 +7,8 @@
 //! * `conn`: URL parsing, dialing, and the registry of live connections;
 //! * `peer`: one writer thread per peer; `listener`: accept and reader threads;
 //! * `snapshot`: sending and receiving one snapshot per connection;
+//! * [`EarlyCloser`]: closes peers' connections at once while the member starts, before a
+//!   [`Transport`] serves the listeners;
 //! * `rpc`: one request and one answer per connection (etcd's peer `/members` and
 //!   `/members/promote/<id>`): [`fetch_members`] and [`promote_member`] work before any
 //!   [`Transport`] exists; the answers come from the [`RpcHandler`] set with
@@ -30,6 +32,7 @@
 //! handshake exits (the dialer retries with backoff until told otherwise by the raft loop).
 
 mod conn;
+mod early;
 mod error;
 pub mod frame;
 pub mod hello;
@@ -44,6 +47,7 @@ mod rpc_tests;
 #[cfg(test)]
 mod tests;
 
+pub use early::EarlyCloser;
 pub use error::{Result, TransportError};
 pub use rpc::{
     fetch_members, promote_member, RpcAnswer, RpcCode, RpcFailure, RpcHandler, RpcRequest,
