@@ -29,6 +29,9 @@ use super::hello::{check_hello, encode_reply, read_hello, Hello, Kind, ReadHello
 use super::layout::*;
 use super::{read, rpc, snapshot, Hex, Inner, PeerEvent};
 
+/// How far past its deadline a frame's payload may be waited for before the read gives up.
+const DEADLINE_SLACK: Duration = Duration::from_millis(100);
+
 /// Pause after a failed `accept` (for example out of file descriptors) before trying again.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 
@@ -301,7 +304,9 @@ impl Read for FrameReader<'_> {
         if left.is_zero() {
             return Err(missed());
         }
-        if left < READ_TIMEOUT {
+        // The socket's plain timeout already ends a read by then (give or take the slack):
+        // no setsockopt calls for a frame whose deadline is still far.
+        if left + DEADLINE_SLACK < READ_TIMEOUT {
             self.stream.set_read_timeout(Some(left))?;
             self.shortened = true;
         }
