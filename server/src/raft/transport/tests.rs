@@ -437,6 +437,39 @@ fn the_receiver_answers_or_closes_bad_handshakes_and_frames() {
 }
 
 #[test]
+fn a_garbled_frame_head_closes_the_connection_while_bytes_still_trickle_in() {
+    // Proves a frame whose length was garbled (still under the limit) is refused at once by its
+    // head CRC: the receiver closes the connection although bytes keep arriving, as heartbeats
+    // would, instead of waiting for megabytes that never come.
+    let b = Node::start(2, 0xc1);
+    let conn = raw_dial(&b, &raw_hello(2, 0xc1));
+    conn.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    assert_eq!(read_reply(&mut &conn).expect("reply").status, Status::Ok);
+    let mut frame = Vec::new();
+    write_frame(&mut frame, FRAME_KEEPALIVE, &[]).expect("fits");
+    // len 32 MiB + 1: under the limit, and a payload deadline (69 s) beyond this test's read
+    // timeout, so only the head CRC (which no longer matches) can close the connection in time.
+    frame[0] = 0x02;
+    (&conn).write_all(&frame).expect("write");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let trickle = {
+        let (conn, stop) = (conn.try_clone().expect("clone"), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                if (&conn).write_all(&[0]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    let closed = closed_without_data(&conn);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    trickle.join().expect("trickle thread");
+    assert!(closed, "the receiver kept the connection open");
+}
+
+#[test]
 fn idle_connections_carry_keepalives_and_silent_ones_are_dropped() {
     // Proves an idle writer sends keepalive frames, and a receiver drops an inbound connection
     // on which nothing arrives within its read timeout.
