@@ -27,7 +27,7 @@ use std::fmt::Write as _;
 use std::process::Output;
 use std::time::Duration;
 
-use cluster_pair::normalise::{MemberFacts, Normaliser, Rows, Run};
+use cluster_pair::normalise::{replace_words, MemberFacts, Normaliser, Rows, Run};
 use cluster_pair::{ClusterPair, Side, SIZE};
 use oxcd_server::config::ETCD_SERVER_VERSION;
 use oxcd_tests::cluster::free_peer_url;
@@ -194,30 +194,6 @@ impl<'a> Members<'a> {
             code: run.code,
         }
     }
-}
-
-/// Replaces each `(text, placeholder)` where `text` stands as a whole word (not next to a letter
-/// or digit), in one pass.
-fn replace_words(text: &str, labels: &[(String, String)]) -> String {
-    let bytes = text.as_bytes();
-    let is_word = |at: usize| bytes.get(at).is_some_and(|b| b.is_ascii_alphanumeric());
-    let mut out = String::with_capacity(text.len());
-    let mut at = 0;
-    'scan: while at < text.len() {
-        if at == 0 || !is_word(at - 1) {
-            for (from, to) in labels {
-                if text[at..].starts_with(from.as_str()) && !is_word(at + from.len()) {
-                    out.push_str(to);
-                    at += from.len();
-                    continue 'scan;
-                }
-            }
-        }
-        let c = text[at..].chars().next().expect("at is on a char boundary");
-        out.push(c);
-        at += c.len_utf8();
-    }
-    out
 }
 
 /// Puts what legitimately differs in order (see the module docs), line by line.

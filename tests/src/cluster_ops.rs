@@ -5,7 +5,6 @@
 //!
 //! Every wait has a deadline and, when it passes, says what it saw last.
 
-use std::net::TcpListener;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
@@ -97,8 +96,7 @@ pub fn initial_cluster_of(member_add_output: &str) -> Result<String> {
 /// A loopback peer URL, `http://127.0.0.1:PORT`, on a port the OS just gave out and nobody
 /// listens on now (for a member that is added but never started, or a URL to move one to).
 pub fn free_peer_url() -> Result<String> {
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    Ok(format!("http://{}", listener.local_addr()?))
+    Ok(format!("http://127.0.0.1:{}", crate::etcd::free_port()?))
 }
 
 impl Cluster {

@@ -109,7 +109,8 @@ fn ensure_version(bin: &Path, version_arg: &str, package: &str) -> Result<()> {
     Ok(())
 }
 
-fn free_port() -> Result<u16> {
+/// A loopback port the OS just gave out and nobody listens on now.
+pub(crate) fn free_port() -> Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?.port())
 }

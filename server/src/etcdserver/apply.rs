@@ -304,8 +304,11 @@ impl<'s> Batch<'s> {
         let (id, verdict) = self.raft.decide(self.shared, entry)?;
         let write = self.write_for(entry)?;
         apply_membership::save_conf_change(write.batch_tx()?, &verdict)?;
-        let reply = apply_membership::conf_change_reply(self.shared, &verdict);
-        self.answer(id, reply);
+        // The member list is built only for a proposer waiting here.
+        if let Some(waiter) = self.shared.waiters.take(id) {
+            let reply = apply_membership::conf_change_reply(self.shared, &verdict);
+            self.replies.push((waiter, reply));
+        }
         Ok(())
     }
 }

@@ -98,11 +98,7 @@ pub(super) fn bootstrap_node(
             ServerError::Internal(format!("member {:?} not in the initial cluster", cfg.name))
         })?;
     let cluster_id = membership::cluster_id(&members.iter().map(|m| m.id).collect::<Vec<_>>());
-    let metadata = WalMetadata {
-        node_id: local,
-        cluster_id,
-    }
-    .encode_to_vec();
+    let metadata = wal_metadata(local, cluster_id);
     let peers: Vec<Peer> = members
         .iter()
         .map(|m| Peer {
@@ -125,6 +121,15 @@ pub(super) fn bootstrap_node(
         snapshot: None,
         remotes: Vec::new(),
     })
+}
+
+/// The WAL's metadata record for a new WAL (etcd's `etcdserverpb.Metadata`).
+fn wal_metadata(member_id: u64, cluster_id: u64) -> Vec<u8> {
+    WalMetadata {
+        node_id: member_id,
+        cluster_id,
+    }
+    .encode_to_vec()
 }
 
 /// The members `--initial-cluster` names, with IDs derived from their URLs and the token.
@@ -199,11 +204,7 @@ fn join_existing(cfg: &Config, mut node_cfg: NodeConfig) -> Result<Booted, Serve
         ));
     }
     let local = assign_ids(&cfg.name, &local_members, &existing, cluster_id)?;
-    let metadata = WalMetadata {
-        node_id: local,
-        cluster_id,
-    }
-    .encode_to_vec();
+    let metadata = wal_metadata(local, cluster_id);
     node_cfg.id = local;
     let node = RaftNode::start_join(&node_cfg, &metadata)?;
     tracing::info!(

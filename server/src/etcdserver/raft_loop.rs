@@ -329,8 +329,9 @@ impl RaftLoop {
     fn learn_sender(&mut self, from: u64, urls: Vec<String>) {
         let me = self.node.id();
         let known = self.peers.get(&from).map(Vec::as_slice);
-        let cluster = self.shared().members.cluster();
-        if !should_learn(me, from, &urls, known, self.peers.len(), &cluster) {
+        let peers = self.peers.len();
+        let members = &self.applier.shared.members;
+        if !members.with(|cluster| should_learn(me, from, &urls, known, peers, cluster)) {
             return;
         }
         tracing::info!(

@@ -160,7 +160,8 @@ impl Alarms {
 #[derive(Default)]
 pub(super) struct Members {
     cluster: RwLock<Cluster>,
-    /// Bumped by every change, so the raft loop notices when peers must be updated.
+    /// Bumped by every change of who the members are or where their peers listen (not by a
+    /// publish), so the raft loop notices when the transport's peers must be updated.
     generation: AtomicU64,
 }
 
@@ -181,12 +182,15 @@ impl Members {
     ) -> Result<membership::Applied, MembershipError> {
         let mut cluster = self.write();
         cluster.validate_with_raft_voters(change, raft_voters)?;
-        Ok(cluster.apply(change))
+        let applied = cluster.apply(change);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        Ok(applied)
     }
 
     /// Replaces the membership (a snapshot from the leader was installed).
     pub(super) fn replace(&self, cluster: Cluster) {
         *self.write() = cluster;
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Records what member `id` published.
@@ -206,6 +210,11 @@ impl Members {
     /// A copy of the whole membership.
     pub(super) fn cluster(&self) -> Cluster {
         self.read().clone()
+    }
+
+    /// `f` of the membership as it is, without a copy.
+    pub(super) fn with<R>(&self, f: impl FnOnce(&Cluster) -> R) -> R {
+        f(&self.read())
     }
 
     /// The voting members' IDs.
@@ -233,7 +242,6 @@ impl Members {
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Cluster> {
-        self.generation.fetch_add(1, Ordering::AcqRel);
         self.cluster.write().unwrap_or_else(|p| p.into_inner())
     }
 }

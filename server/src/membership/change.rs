@@ -150,11 +150,6 @@ impl Change {
         }
     }
 
-    /// True for an AddNode that promotes a learner.
-    pub fn is_promote(&self) -> bool {
-        self.context.as_ref().is_some_and(|c| c.is_promote)
-    }
-
     /// The context bytes the conf change entry carries: empty for a RemoveNode.
     pub fn context_bytes(&self) -> Vec<u8> {
         self.context
@@ -286,7 +281,7 @@ mod tests {
             br#"{"id":5,"peerURLs":null,"isPromote":true}"#,
         )
         .unwrap();
-        assert!(promote.is_promote());
+        assert!(promote.context.as_ref().is_some_and(|c| c.is_promote));
         assert!(promote.context.unwrap().member.peer_urls.is_empty());
     }
 

@@ -340,16 +340,6 @@ impl RaftNode {
         self.raw.raft.prs().get(id).map(|p| p.matched)
     }
 
-    /// True if this member is a learner in the applied configuration.
-    pub fn is_learner(&self) -> bool {
-        self.conf_state.learners.contains(&self.id())
-    }
-
-    /// True if `id` is a learner in the applied configuration.
-    pub fn is_learner_member(&self, id: u64) -> bool {
-        self.conf_state.learners.contains(&id)
-    }
-
     /// Runs `ticks` ticks, then handles every pending `Ready` (module docs). Returns whether
     /// there was any. On error nothing of the failing `Ready` has been acknowledged to raft or
     /// sent after persisting; the node must be dropped (a failed WAL sync poisons the WAL).

@@ -456,13 +456,13 @@ fn conf_changes_are_proposed_in_etcds_encoding_and_refused_ones_change_nothing()
     assert_eq!(entry.entry_type, pb::EntryType::EntryConfChange as i32);
     assert_eq!(entry.data, add_learner(7, 2));
     assert!(node.conf_state().learners.is_empty(), "refused: no change");
-    assert!(!node.is_learner_member(2));
+    assert!(!node.conf_state().learners.contains(&2));
 
     handler.reject_conf_changes = false;
     node.propose_conf_change(add_learner(8, 2)).unwrap();
     node.step_ready(0, &mut handler).unwrap();
     assert_eq!(handler.applied.last().unwrap().data, add_learner(8, 2));
     assert_eq!(node.conf_state().learners, vec![2]);
-    assert!(node.is_learner_member(2));
-    assert!(!node.is_learner());
+    assert!(node.conf_state().learners.contains(&2));
+    assert!(!node.conf_state().learners.contains(&node.id()));
 }

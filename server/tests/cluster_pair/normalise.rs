@@ -294,30 +294,36 @@ impl Normaliser {
         }
     }
 
-    /// Replaces every token that stands as a whole word (not next to a letter or digit), in one
-    /// pass, so a placeholder is never rewritten by a later token.
+    /// Replaces every token that stands as a whole word (see [`replace_words`]).
     fn replace_tokens(&self, text: &str) -> String {
-        let bytes = text.as_bytes();
-        let is_word = |at: usize| bytes.get(at).is_some_and(|b| b.is_ascii_alphanumeric());
-        let mut out = String::with_capacity(text.len());
-        let mut at = 0;
-        'scan: while at < text.len() {
-            if at == 0 || !is_word(at - 1) {
-                for (from, to) in &self.tokens {
-                    let end = at + from.len();
-                    if text[at..].starts_with(from.as_str()) && !is_word(end) {
-                        out.push_str(to);
-                        at = end;
-                        continue 'scan;
-                    }
+        replace_words(text, &self.tokens)
+    }
+}
+
+/// Replaces each `(text, placeholder)` where `text` stands as a whole word (not next to a letter
+/// or digit), in one pass, so a placeholder is never rewritten by a later pair. Earlier pairs
+/// win where several match at one place.
+pub fn replace_words(text: &str, labels: &[(String, String)]) -> String {
+    let bytes = text.as_bytes();
+    let is_word = |at: usize| bytes.get(at).is_some_and(|b| b.is_ascii_alphanumeric());
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    'scan: while at < text.len() {
+        if at == 0 || !is_word(at - 1) {
+            for (from, to) in labels {
+                let end = at + from.len();
+                if text[at..].starts_with(from.as_str()) && !is_word(end) {
+                    out.push_str(to);
+                    at = end;
+                    continue 'scan;
                 }
             }
-            let c = text[at..].chars().next().expect("at is on a char boundary");
-            out.push(c);
-            at += c.len_utf8();
         }
-        out
+        let c = text[at..].chars().next().expect("at is on a char boundary");
+        out.push(c);
+        at += c.len_utf8();
     }
+    out
 }
 
 /// `"Key" : value` (etcdctl's `-w fields`) split into key and value.

@@ -146,14 +146,7 @@ pub fn encode_answer(answer: &std::result::Result<RpcAnswer, RpcFailure>) -> (u8
             members,
         }) => {
             let mut payload = cluster_id.to_be_bytes().to_vec();
-            payload.push(b'[');
-            for (i, member) in members.iter().enumerate() {
-                if i > 0 {
-                    payload.push(b',');
-                }
-                payload.extend_from_slice(&member.to_json());
-            }
-            payload.push(b']');
+            serde_json::to_writer(&mut payload, members).expect("members always serialise");
             (FRAME_RPC_MEMBERS_ANSWER, payload)
         }
         Err(failure) => {
